@@ -1,0 +1,115 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/marketmesh/marketmesh/plugins/apierror"
+)
+
+// decodeJSON reads exactly one JSON object into dst, refusing anything a
+// strict API should: another content type (415), an oversize body (413),
+// malformed JSON, unknown fields, wrong types and trailing data (400). The
+// messages name the offending field.
+func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return apierror.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err, maxBytes)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return decodeError(err, maxBytes)
+		}
+		return apierror.New(http.StatusBadRequest, "request body must contain a single JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error, maxBytes int64) error {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+		mbe    *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return apierror.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", maxBytes))
+	case errors.Is(err, io.EOF):
+		return apierror.New(http.StatusBadRequest, "request body is empty; a JSON object is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return apierror.New(http.StatusBadRequest, "malformed JSON: unexpected end of input")
+	case errors.As(err, &syntax):
+		return apierror.New(http.StatusBadRequest, fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, syntax))
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return apierror.New(http.StatusBadRequest, "request body must be a JSON object")
+		}
+		return apierror.New(http.StatusBadRequest, fmt.Sprintf("field %q must be %s, not %s", typ.Field, jsonType(typ.Type.Kind().String()), typ.Value))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return apierror.New(http.StatusBadRequest, "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		return apierror.New(http.StatusBadRequest, "malformed JSON: "+err.Error())
+	}
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "int", "int64", "int32", "uint", "uint32", "uint64", "float64":
+		return "a number"
+	case "struct", "map":
+		return "an object"
+	case "slice":
+		return "an array"
+	}
+	return kind
+}
+
+// required returns a 422 naming the first empty field, in the order given.
+func required(fields ...[2]string) error {
+	for _, f := range fields {
+		if strings.TrimSpace(f[1]) == "" {
+			return apierror.New(http.StatusUnprocessableEntity, f[0]+" is required")
+		}
+	}
+	return nil
+}
+
+// pageParams reads page_size (1..100, default 20) and page_token.
+func pageParams(r *http.Request) (int, string, error) {
+	q := r.URL.Query()
+	size := 20
+	if v := q.Get("page_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return 0, "", apierror.New(http.StatusBadRequest, "page_size must be an integer from 1 to 100")
+		}
+		size = n
+	}
+	token := q.Get("page_token")
+	if len(token) > 512 {
+		return 0, "", apierror.New(http.StatusBadRequest, "page_token is not valid")
+	}
+	return size, token, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,205 @@
+// Package server is the api's HTTP layer: the route table, middleware
+// (request IDs, recovery, metrics, auth, body limits) and the handlers that
+// turn REST calls into RPCs on the services.
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/marketmesh/marketmesh/api/internal/openapi"
+	"github.com/marketmesh/marketmesh/plugins/apierror"
+	"github.com/marketmesh/marketmesh/plugins/auth"
+	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/services/users/usersrpc"
+)
+
+// Options configure the api.
+type Options struct {
+	Users   *usersrpc.Client
+	Signer  *auth.Signer
+	MaxBody int64 // request body limit in bytes
+	// LoginPerMinuteIP and LoginPerMinuteEmail bound login attempts.
+	LoginPerMinuteIP, LoginPerMinuteEmail int
+	// Ready reports readiness for /readyz: status code and JSON body.
+	Ready func(ctx context.Context) (int, any)
+	// InstanceID is this api's registry node ID; health probes for another
+	// instance (a predecessor on the same port) fail.
+	InstanceID string
+	// Metrics is where HTTP metrics are registered (default registry if nil).
+	Metrics prometheus.Registerer
+}
+
+// API is the public HTTP handler.
+type API struct {
+	opts    Options
+	users   *usersrpc.Client
+	signer  *auth.Signer
+	limiter *loginLimiter
+	metrics *httpMetrics
+	mux     *http.ServeMux
+	routes  []route
+}
+
+// handlerFunc is a route handler; a returned error is written in the error shape.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+type route struct {
+	method, path string
+	auth         bool // requires a bearer token; the caller is in rpcmeta
+	h            handlerFunc
+}
+
+// New builds the api.
+func New(o Options) *API {
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if o.Metrics == nil {
+		o.Metrics = prometheus.DefaultRegisterer
+	}
+	a := &API{
+		opts:    o,
+		users:   o.Users,
+		signer:  o.Signer,
+		limiter: newLoginLimiter(o.LoginPerMinuteIP, o.LoginPerMinuteEmail),
+		metrics: newHTTPMetrics(o.Metrics),
+		mux:     http.NewServeMux(),
+	}
+	a.routes = []route{
+		{"POST", "/v1/auth/register", false, a.register},
+		{"POST", "/v1/auth/login", false, a.login},
+		{"GET", "/v1/users/me", true, a.me},
+		{"PATCH", "/v1/users/me", true, a.updateMe},
+		{"GET", "/v1/users/{id}", false, a.profile},
+		{"GET", "/v1/users/me/wishlist", true, a.listWishlist},
+		{"POST", "/v1/users/me/wishlist", true, a.addWishlist},
+		{"DELETE", "/v1/users/me/wishlist/{publication_id}", true, a.removeWishlist},
+		{"GET", "/v1/users/me/bank-accounts", true, a.listBankAccounts},
+		{"POST", "/v1/users/me/bank-accounts", true, a.addBankAccount},
+		{"DELETE", "/v1/users/me/bank-accounts/{id}", true, a.removeBankAccount},
+		{"GET", "/v1/users/me/devices", true, a.listDevices},
+		{"POST", "/v1/users/me/devices", true, a.addDevice},
+		{"DELETE", "/v1/users/me/devices/{token}", true, a.removeDevice},
+		{"GET", "/v1/users/me/notification-preferences", true, a.preferences},
+		{"PUT", "/v1/users/me/notification-preferences", true, a.setPreferences},
+		{"GET", "/healthz", false, a.healthz},
+		{"GET", "/readyz", false, a.readyz},
+	}
+	for _, rt := range a.routes {
+		pattern := rt.method + " " + rt.path
+		a.mux.Handle(pattern, a.metrics.instrument(pattern, a.adapt(rt)))
+	}
+	a.mux.Handle("GET /metrics", a.metrics.instrument("GET /metrics", promhttp.Handler()))
+	docs := openapi.Handler()
+	for _, p := range []string{"GET /openapi.json", "GET /docs", "GET /docs/"} {
+		a.mux.Handle(p, a.metrics.instrument(p, docs))
+	}
+	return a
+}
+
+// Routes lists "METHOD /path" of every JSON route (for the OpenAPI check).
+func (a *API) Routes() []string {
+	out := make([]string, 0, len(a.routes)+4)
+	for _, rt := range a.routes {
+		out = append(out, rt.method+" "+rt.path)
+	}
+	return append(out, "GET /metrics", "GET /openapi.json", "GET /docs")
+}
+
+// Handler is the complete HTTP handler with middleware.
+func (a *API) Handler() http.Handler {
+	return requestID(recoverer(http.HandlerFunc(a.route)))
+}
+
+// route dispatches through the mux, but answers unknown paths and methods in
+// the JSON error shape instead of ServeMux's plain text.
+func (a *API) route(w http.ResponseWriter, r *http.Request) {
+	h, pattern := a.mux.Handler(r)
+	if pattern != "" {
+		a.mux.ServeHTTP(w, r)
+		return
+	}
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	switch probe.status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		apierror.WriteStatus(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path)
+	case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		http.Redirect(w, r, probe.header.Get("Location"), probe.status)
+	default:
+		apierror.WriteStatus(w, r, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
+	}
+}
+
+// headerProbe records what ServeMux's built-in handlers would answer.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(s int)           { p.status = s }
+
+// adapt applies auth and turns a returned error into the error document.
+func (a *API) adapt(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.auth {
+			uid, err := a.authenticate(r)
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="marketmesh"`)
+				apierror.Write(w, r, err)
+				return
+			}
+			r = r.WithContext(rpcmeta.WithCaller(r.Context(), uid))
+		}
+		if err := rt.h(w, r); err != nil {
+			apierror.Write(w, r, err)
+		}
+	})
+}
+
+func (a *API) authenticate(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", apierror.New(http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <token> from /v1/auth/login")
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", apierror.New(http.StatusUnauthorized, "Authorization header must be 'Bearer <token>'")
+	}
+	uid, err := a.signer.Verify(strings.TrimSpace(token))
+	if err != nil {
+		return "", apierror.New(http.StatusUnauthorized, "invalid or expired token")
+	}
+	return uid, nil
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
+	if service.StaleProbe(r, a.opts.InstanceID) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stale instance"})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
+	if a.opts.Ready == nil {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status, body := a.opts.Ready(ctx)
+	writeJSON(w, status, body)
+	return nil
+}

@@ -1,0 +1,267 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/marketmesh/marketmesh/plugins/apierror"
+	"github.com/marketmesh/marketmesh/services/users/usersrpc"
+)
+
+type registerBody struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Name     string `json:"name"`
+}
+
+func (a *API) register(w http.ResponseWriter, r *http.Request) error {
+	var b registerBody
+	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
+		return err
+	}
+	if err := required([2]string{"email", b.Email}, [2]string{"password", b.Password}, [2]string{"name", b.Name}); err != nil {
+		return err
+	}
+	u, err := a.users.Register(r.Context(), usersrpc.RegisterRequest(b))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/users/"+u.ID)
+	writeJSON(w, http.StatusCreated, u)
+	return nil
+}
+
+type loginBody struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+type loginResponse struct {
+	Token     string        `json:"token"`
+	ExpiresAt time.Time     `json:"expires_at"`
+	User      usersrpc.User `json:"user"`
+}
+
+func (a *API) login(w http.ResponseWriter, r *http.Request) error {
+	var b loginBody
+	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
+		return err
+	}
+	if err := required([2]string{"email", b.Email}, [2]string{"password", b.Password}); err != nil {
+		return err
+	}
+	if ok, wait := a.limiter.allow(r, b.Email); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		return apierror.New(http.StatusTooManyRequests, "too many login attempts; retry after "+retryAfter(wait)+" s")
+	}
+	u, err := a.users.Authenticate(r.Context(), usersrpc.AuthenticateRequest(b))
+	if err != nil {
+		return err
+	}
+	token, exp, err := a.signer.Issue(u.ID)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, loginResponse{Token: token, ExpiresAt: exp, User: *u})
+	return nil
+}
+
+func (a *API) me(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.users.Me(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+type updateMeBody struct {
+	Name  *string `json:"name"`
+	Phone *string `json:"phone"`
+}
+
+func (a *API) updateMe(w http.ResponseWriter, r *http.Request) error {
+	var b updateMeBody
+	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
+		return err
+	}
+	if b.Name == nil && b.Phone == nil {
+		return apierror.New(http.StatusUnprocessableEntity, "nothing to update: send name and/or phone")
+	}
+	u, err := a.users.Update(r.Context(), usersrpc.UpdateRequest{Name: b.Name, Phone: b.Phone})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+func (a *API) profile(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.users.Profile(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func (a *API) listWishlist(w http.ResponseWriter, r *http.Request) error {
+	size, token, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	page, err := a.users.ListWishlist(r.Context(), usersrpc.PageRequest{PageSize: size, PageToken: token})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+type wishlistBody struct {
+	PublicationID string `json:"publication_id"`
+}
+
+func (a *API) addWishlist(w http.ResponseWriter, r *http.Request) error {
+	var b wishlistBody
+	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
+		return err
+	}
+	if err := required([2]string{"publication_id", b.PublicationID}); err != nil {
+		return err
+	}
+	res, err := a.users.AddWishlist(r.Context(), b.PublicationID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, createdOrOK(res.Created), res.Item)
+	return nil
+}
+
+func (a *API) removeWishlist(w http.ResponseWriter, r *http.Request) error {
+	if err := a.users.RemoveWishlist(r.Context(), r.PathValue("publication_id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listBankAccounts(w http.ResponseWriter, r *http.Request) error {
+	size, token, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	page, err := a.users.ListBankAccounts(r.Context(), usersrpc.PageRequest{PageSize: size, PageToken: token})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+type bankAccountBody struct {
+	Holder        string `json:"holder"`
+	Bank          string `json:"bank"`
+	AccountNumber string `json:"account_number"`
+	Currency      string `json:"currency"`
+}
+
+func (a *API) addBankAccount(w http.ResponseWriter, r *http.Request) error {
+	var b bankAccountBody
+	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
+		return err
+	}
+	acct, err := a.users.AddBankAccount(r.Context(), usersrpc.AddBankAccountRequest(b))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, acct)
+	return nil
+}
+
+func (a *API) removeBankAccount(w http.ResponseWriter, r *http.Request) error {
+	if err := a.users.RemoveBankAccount(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listDevices(w http.ResponseWriter, r *http.Request) error {
+	size, token, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	page, err := a.users.ListDevices(r.Context(), usersrpc.PageRequest{PageSize: size, PageToken: token})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+type deviceBody struct {
+	Token    string `json:"token"`
+	Platform string `json:"platform"`
+}
+
+func (a *API) addDevice(w http.ResponseWriter, r *http.Request) error {
+	var b deviceBody
+	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
+		return err
+	}
+	res, err := a.users.AddDevice(r.Context(), usersrpc.AddDeviceRequest(b))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, createdOrOK(res.Created), res.Device)
+	return nil
+}
+
+func (a *API) removeDevice(w http.ResponseWriter, r *http.Request) error {
+	if err := a.users.RemoveDevice(r.Context(), r.PathValue("token")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) preferences(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.users.Preferences(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// preferencesBody uses pointers so a missing field is an error, not false.
+type preferencesBody struct {
+	Email *bool `json:"email"`
+	Push  *bool `json:"push"`
+}
+
+func (a *API) setPreferences(w http.ResponseWriter, r *http.Request) error {
+	var b preferencesBody
+	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
+		return err
+	}
+	if b.Email == nil || b.Push == nil {
+		return apierror.New(http.StatusUnprocessableEntity, "email and push are both required (true or false)")
+	}
+	p, err := a.users.SetPreferences(r.Context(), usersrpc.Preferences{Email: *b.Email, Push: *b.Push})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func createdOrOK(created bool) int {
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}

@@ -1,0 +1,137 @@
+// Command api is marketmesh's public REST API: it authenticates callers,
+// validates input and composes the services' answers over RPC.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/marketmesh/marketmesh/api/internal/server"
+	"github.com/marketmesh/marketmesh/plugins/auth"
+	"github.com/marketmesh/marketmesh/plugins/config"
+	"github.com/marketmesh/marketmesh/plugins/logging"
+	"github.com/marketmesh/marketmesh/plugins/rpcclient"
+	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/services/users/usersrpc"
+)
+
+// version is stamped by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+// Config is the api section of config/<env>.yaml; env vars API_* override it.
+type Config struct {
+	config.Mesh `yaml:",inline"`
+	API         struct {
+		Address   string `yaml:"address" env:"ADDRESS"`
+		Advertise string `yaml:"advertise" env:"ADVERTISE"`
+		// JWTKeyFile holds the Ed25519 seed; AUTH_JWT_KEY overrides it.
+		JWTKeyFile          string          `yaml:"jwt_key_file" env:"JWT_KEY_FILE"`
+		TokenTTL            config.Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
+		MaxBodyBytes        int64           `yaml:"max_body_bytes" env:"MAX_BODY_BYTES"`
+		LoginPerMinuteIP    int             `yaml:"login_per_minute_ip" env:"LOGIN_PER_MINUTE_IP"`
+		LoginPerMinuteEmail int             `yaml:"login_per_minute_email" env:"LOGIN_PER_MINUTE_EMAIL"`
+		DrainDelay          config.Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`
+	} `yaml:"api" env:"API_"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		slog.Error("api stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	started := time.Now()
+	cfg := Config{Mesh: config.Defaults()}
+	cfg.API.Address, cfg.API.JWTKeyFile = "127.0.0.1:8080", "keys/jwt-ed25519.key"
+	cfg.API.TokenTTL, cfg.API.MaxBodyBytes = config.Duration(24*time.Hour), 1<<20
+	cfg.API.LoginPerMinuteIP, cfg.API.LoginPerMinuteEmail = 60, 10
+	cfg.API.DrainDelay = config.Duration(time.Second)
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	logging.Setup(service.FullName("api"), cfg.Log.Level)
+
+	key, err := auth.LoadKey(cfg.Path(cfg.API.JWTKeyFile))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.API.Address)
+	if err != nil {
+		return fmt.Errorf("api: listen %s: %w", cfg.API.Address, err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	// Consul probes the api's own /healthz: the api is alive even while a
+	// service behind it is down (that shows in /readyz and on the service).
+	nodeID := service.NewNodeID(service.FullName("api"))
+	reg := service.NewRegistry(cfg.Consul, port, service.CheckURL("/healthz", nodeID))
+	live := config.NewLive(cfg.RPC)
+	users := usersrpc.NewClient(rpcclient.New(reg, live))
+
+	api := server.New(server.Options{
+		Users:               users,
+		Signer:              auth.NewSigner(key, auth.TTL(cfg.API.TokenTTL.D())),
+		MaxBody:             cfg.API.MaxBodyBytes,
+		LoginPerMinuteIP:    cfg.API.LoginPerMinuteIP,
+		LoginPerMinuteEmail: cfg.API.LoginPerMinuteEmail,
+		Ready:               readiness(reg, usersrpc.Service),
+		InstanceID:          nodeID,
+	})
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	kv, kvErr := config.ConsulKV(cfg.Consul.Address)
+	if kvErr == nil {
+		go live.WatchConsul(ctx, kv, cfg.Consul.KVPrefix, cfg.RPC)
+	}
+	advertise := cfg.API.Advertise
+	if advertise == "" {
+		advertise = ln.Addr().String()
+	}
+	ann, err := service.Announce(reg, service.FullName("api"), nodeID, version, advertise, nil)
+	if err != nil {
+		// The api still serves; Consul may come up later and Keep retries.
+		slog.Warn("api: not registered in Consul yet", "err", err)
+	} else {
+		go ann.Keep(ctx)
+	}
+	slog.Info("api started", "address", ln.Addr().String(), "version", version, "startup_ms", time.Since(started).Milliseconds())
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	slog.Info("shutting down: deregistering, then draining in-flight requests")
+	if ann != nil {
+		if err := ann.Withdraw(); err != nil {
+			slog.Error("deregister", "err", err)
+		}
+	}
+	time.Sleep(cfg.API.DrainDelay.D())
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	slog.Info("stopped")
+	return nil
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"net/http"
+
+	"go-micro.dev/v4/registry"
+)
+
+type readyBody struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// readiness reports whether the registry answers and every backing service
+// has at least one passing instance.
+func readiness(reg registry.Registry, services ...string) func(context.Context) (int, any) {
+	return func(ctx context.Context) (int, any) {
+		body := readyBody{Status: "ready", Checks: map[string]string{}}
+		status := http.StatusOK
+		fail := func(name, msg string) {
+			body.Checks[name] = msg
+			body.Status, status = "unready", http.StatusServiceUnavailable
+		}
+		if _, err := reg.ListServices(); err != nil {
+			fail("registry", "unreachable: "+err.Error())
+			return status, body
+		}
+		body.Checks["registry"] = "ok"
+		for _, s := range services {
+			// The Consul registry returns only instances whose checks pass.
+			nodes := 0
+			if found, err := reg.GetService(s); err == nil {
+				for _, v := range found {
+					nodes += len(v.Nodes)
+				}
+			}
+			if nodes == 0 {
+				fail(s, "no passing instance")
+				continue
+			}
+			body.Checks[s] = "ok"
+		}
+		return status, body
+	}
+}

@@ -1,0 +1,120 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	merrors "go-micro.dev/v4/errors"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Handler applies one event inside tx, the same transaction that records it
+// as handled: either both commit or neither does.
+type Handler func(ctx context.Context, tx *bolt.Tx, ev Event) error
+
+// Consumer receives events for one service.
+type Consumer struct {
+	db        *bolt.DB
+	handlers  map[string]Handler
+	retention time.Duration
+}
+
+// NewConsumer returns a consumer whose inbox lives in db.
+func NewConsumer(db *bolt.DB) *Consumer {
+	return &Consumer{db: db, handlers: map[string]Handler{}, retention: 8 * 24 * time.Hour}
+}
+
+// On subscribes h to topic; call before Attach.
+func (c *Consumer) On(topic string, h Handler) { c.handlers[topic] = h }
+
+// Topics lists the subscribed topics, sorted.
+func (c *Consumer) Topics() []string {
+	ts := make([]string, 0, len(c.handlers))
+	for t := range c.handlers {
+		ts = append(ts, t)
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+// Server is the part of service.Service a consumer needs.
+type Server interface {
+	Handle(h any) error
+	SetMetadata(key, value string)
+	Go(fn func(context.Context))
+}
+
+// Attach serves Events.Deliver on svc and announces the topics in the
+// registry, where producers' relays find them.
+func (c *Consumer) Attach(svc Server) error {
+	if err := svc.Handle(&Events{c: c}); err != nil {
+		return fmt.Errorf("events: %w", err)
+	}
+	svc.SetMetadata(SubscribesKey, strings.Join(c.Topics(), ","))
+	svc.Go(c.pruneInbox)
+	return nil
+}
+
+// Events is the RPC handler type; its name makes the endpoint "Events.Deliver".
+type Events struct{ c *Consumer }
+
+// Deliver handles one event unless its ID is in the inbox already.
+func (e *Events) Deliver(ctx context.Context, ev *Event, ack *Ack) error {
+	return e.c.deliver(ctx, ev, ack)
+}
+
+func (c *Consumer) deliver(ctx context.Context, ev *Event, ack *Ack) error {
+	if ev.ID == "" || ev.Topic == "" {
+		return merrors.BadRequest("events", "event id and topic are required")
+	}
+	h, ok := c.handlers[ev.Topic]
+	if !ok {
+		return nil // not ours: acknowledge so the producer moves on
+	}
+	return c.db.Update(func(tx *bolt.Tx) error {
+		inbox := tx.Bucket(inboxBucket)
+		if inbox.Get([]byte(ev.ID)) != nil {
+			ack.Duplicate = true
+			return nil
+		}
+		if err := h(ctx, tx, *ev); err != nil {
+			slog.ErrorContext(ctx, "events: handler failed", "topic", ev.Topic, "id", ev.ID, "err", err)
+			return merrors.InternalServerError("events", "handling %s %s failed", ev.Topic, ev.ID)
+		}
+		return inbox.Put([]byte(ev.ID), []byte(time.Now().UTC().Format(time.RFC3339)))
+	})
+}
+
+// pruneInbox forgets handled IDs older than any event a producer still retains.
+func (c *Consumer) pruneInbox(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		limit := time.Now().Add(-c.retention).UTC().Format(time.RFC3339)
+		_ = c.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(inboxBucket)
+			var old [][]byte
+			_ = b.ForEach(func(k, v []byte) error {
+				if string(v) < limit {
+					old = append(old, append([]byte(nil), k...))
+				}
+				return nil
+			})
+			for _, k := range old {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+}

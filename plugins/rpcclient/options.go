@@ -1,0 +1,57 @@
+package rpcclient
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go-micro.dev/v4/client"
+)
+
+// Options configure the client stack.
+type Options struct {
+	// Metrics receives the client's collectors (default: prometheus.DefaultRegisterer).
+	Metrics prometheus.Registerer
+	// Wrappers are extra go-micro client wrappers, outermost first.
+	Wrappers []client.Wrapper
+}
+
+// Option changes Options.
+type Option func(*Options)
+
+// Metrics sets where the client's Prometheus collectors are registered.
+func Metrics(r prometheus.Registerer) Option { return func(o *Options) { o.Metrics = r } }
+
+// Wrap adds go-micro client wrappers outside the stack.
+func Wrap(w ...client.Wrapper) Option {
+	return func(o *Options) { o.Wrappers = append(o.Wrappers, w...) }
+}
+
+func newOptions(opts ...Option) Options {
+	o := Options{Metrics: prometheus.DefaultRegisterer}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+type readKey struct{}
+
+// Read marks a call as a read: safe to retry on another node when the first
+// attempt fails for infrastructure reasons. Calls without it are writes and
+// are tried exactly once.
+func Read() client.CallOption {
+	return func(o *client.CallOptions) {
+		if o.Context == nil {
+			o.Context = context.Background()
+		}
+		o.Context = context.WithValue(o.Context, readKey{}, true)
+	}
+}
+
+func isRead(opts []client.CallOption) bool {
+	var o client.CallOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.Context != nil && o.Context.Value(readKey{}) == true
+}

@@ -1,0 +1,185 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/marketmesh/marketmesh/services/users/internal/user"
+)
+
+// ErrBadPageToken is returned for a page token this store did not issue.
+var ErrBadPageToken = errors.New("page_token is not valid")
+
+// Store is the users database.
+type Store struct{ db *bolt.DB }
+
+// Open opens (creating if needed) the database at path.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	// The timeout turns "another process holds the file" into an error
+	// instead of a hang.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := db.Update(createBuckets); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: schema: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Bolt exposes the handle for the events outbox relay.
+func (s *Store) Bolt() *bolt.DB { return s.db }
+
+// Check is the readiness check: the file is open and readable.
+func (s *Store) Check(context.Context) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(usersBucket) == nil {
+			return errors.New("users bucket missing")
+		}
+		return nil
+	})
+}
+
+// UserRecord is a stored user.
+type UserRecord struct {
+	ID           string    `json:"id"`
+	Email        string    `json:"email"`
+	Name         string    `json:"name"`
+	Phone        string    `json:"phone,omitempty"`
+	PasswordHash string    `json:"password_hash"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// CreateUser stores rec unless its email is taken; then runs also (the
+// outbox append) in the same transaction.
+func (s *Store) CreateUser(rec UserRecord, also func(*bolt.Tx) error) error {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	// Batch shares one fsync among concurrent registrations; its function may
+	// run twice, which is harmless: it checks before it writes.
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		idx := tx.Bucket(emailIndex)
+		if id := idx.Get([]byte(rec.Email)); id != nil {
+			if string(id) == rec.ID {
+				return nil // a retried batch already wrote it
+			}
+			return user.ErrEmailTaken
+		}
+		if err := idx.Put([]byte(rec.Email), []byte(rec.ID)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(usersBucket).Put([]byte(rec.ID), raw); err != nil {
+			return err
+		}
+		return also(tx)
+	})
+}
+
+// UserByID returns the user with id.
+func (s *Store) UserByID(id string) (UserRecord, error) {
+	var rec UserRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(usersBucket), []byte(id), &rec)
+	})
+	return rec, err
+}
+
+// UserByEmail returns the user with a normalized email.
+func (s *Store) UserByEmail(email string) (UserRecord, error) {
+	var rec UserRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(emailIndex).Get([]byte(email))
+		if id == nil {
+			return user.ErrNotFound
+		}
+		return getJSON(tx.Bucket(usersBucket), id, &rec)
+	})
+	return rec, err
+}
+
+// UpdateUser loads the user, lets fn change it and saves it, in one transaction.
+func (s *Store) UpdateUser(id string, fn func(*UserRecord) error) (UserRecord, error) {
+	var rec UserRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(usersBucket)
+		if err := getJSON(b, []byte(id), &rec); err != nil {
+			return err
+		}
+		if err := fn(&rec); err != nil {
+			return err
+		}
+		return putJSON(b, []byte(id), rec)
+	})
+	return rec, err
+}
+
+func getJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw := b.Get(key)
+	if raw == nil {
+		return user.ErrNotFound
+	}
+	// json.Unmarshal copies out of the mmap'd value before the tx ends.
+	return json.Unmarshal(raw, v)
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// listOwned returns up to size items of owner in bucket after the page token,
+// and the token of the next page ("" on the last page).
+func listOwned[T any](db *bolt.DB, bucket []byte, owner string, size int, token string, decode func(item, v []byte) (T, error)) ([]T, string, error) {
+	prefix := []byte(owner + "\x00")
+	start := prefix
+	if token != "" {
+		after, err := base64.RawURLEncoding.DecodeString(token)
+		if err != nil || len(after) == 0 {
+			return nil, "", ErrBadPageToken
+		}
+		start = append(append([]byte{}, prefix...), after...)
+		start = append(start, 0) // strictly after the last item returned
+	}
+	items := make([]T, 0, size)
+	var next string
+	err := db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		var lastItem []byte
+		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(items) == size { // there is more: hand out a token
+				next = base64.RawURLEncoding.EncodeToString(lastItem)
+				return nil
+			}
+			it, err := decode(k[len(prefix):], v)
+			if err != nil {
+				return err
+			}
+			items = append(items, it)
+			lastItem = k[len(prefix):]
+		}
+		return nil
+	})
+	return items, next, err
+}

@@ -1,0 +1,163 @@
+// Package usersrpc is the users service's contract: the types of its RPC
+// endpoints and a typed Client. Other modules import this package only; the
+// service's internals stay in internal/.
+//
+// Calls that act on "the caller" take the user from RPC metadata
+// (rpcmeta.WithCaller), which only the api sets after verifying a token.
+package usersrpc
+
+import "time"
+
+// Service is the registry name of the users service.
+const Service = "marketmesh.users"
+
+// Topic names of the events the users service publishes.
+const (
+	TopicUserRegistered = "user.registered"
+)
+
+// User is a user as its owner sees it.
+type User struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Phone     string    `json:"phone"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// PublicProfile is what anyone may see of a user (a seller).
+type PublicProfile struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	MemberSince time.Time `json:"member_since"`
+}
+
+// UserRegistered is the payload of TopicUserRegistered.
+type UserRegistered struct {
+	UserID string `json:"user_id"`
+	Email  string `json:"email"`
+	Name   string `json:"name"`
+}
+
+// RegisterRequest creates an account.
+type RegisterRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Name     string `json:"name"`
+}
+
+// AuthenticateRequest checks credentials.
+type AuthenticateRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// ProfileRequest names a user.
+type ProfileRequest struct {
+	ID string `json:"id"`
+}
+
+// UpdateRequest changes the caller's profile; nil fields stay as they are.
+type UpdateRequest struct {
+	Name  *string `json:"name,omitempty"`
+	Phone *string `json:"phone,omitempty"`
+}
+
+// PageRequest asks for one page of a list.
+type PageRequest struct {
+	PageSize  int    `json:"page_size"`
+	PageToken string `json:"page_token"`
+}
+
+// WishlistItem is one saved publication.
+type WishlistItem struct {
+	PublicationID string    `json:"publication_id"`
+	AddedAt       time.Time `json:"added_at"`
+}
+
+// WishlistPage is a page of the caller's wishlist.
+type WishlistPage struct {
+	Items         []WishlistItem `json:"items"`
+	NextPageToken string         `json:"next_page_token"`
+}
+
+// WishlistRequest names a publication in the caller's wishlist.
+type WishlistRequest struct {
+	PublicationID string `json:"publication_id"`
+}
+
+// WishlistAdded is the answer to adding: Created is false when it was there already.
+type WishlistAdded struct {
+	Item    WishlistItem `json:"item"`
+	Created bool         `json:"created"`
+}
+
+// BankAccount is a payout account; AccountNumber is always masked ("****6789").
+type BankAccount struct {
+	ID            string    `json:"id"`
+	Holder        string    `json:"holder"`
+	Bank          string    `json:"bank"`
+	AccountNumber string    `json:"account_number"`
+	Currency      string    `json:"currency"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+// AddBankAccountRequest carries the full number, which is encrypted at rest
+// and never returned.
+type AddBankAccountRequest struct {
+	Holder        string `json:"holder"`
+	Bank          string `json:"bank"`
+	AccountNumber string `json:"account_number"`
+	Currency      string `json:"currency"`
+}
+
+// BankAccountPage is a page of the caller's bank accounts.
+type BankAccountPage struct {
+	Items         []BankAccount `json:"items"`
+	NextPageToken string        `json:"next_page_token"`
+}
+
+// IDRequest names a resource of the caller by ID.
+type IDRequest struct {
+	ID string `json:"id"`
+}
+
+// Device is a push notification target (an FCM registration token).
+type Device struct {
+	Token     string    `json:"token"`
+	Platform  string    `json:"platform"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// AddDeviceRequest registers a device for the caller.
+type AddDeviceRequest struct {
+	Token    string `json:"token"`
+	Platform string `json:"platform"`
+}
+
+// DeviceAdded is the answer to adding: Created is false when it was there already.
+type DeviceAdded struct {
+	Device  Device `json:"device"`
+	Created bool   `json:"created"`
+}
+
+// DeviceRequest names one of the caller's devices.
+type DeviceRequest struct {
+	Token string `json:"token"`
+}
+
+// DevicePage is a page of the caller's devices.
+type DevicePage struct {
+	Items         []Device `json:"items"`
+	NextPageToken string   `json:"next_page_token"`
+}
+
+// Preferences say which channels may notify the caller.
+type Preferences struct {
+	Email bool `json:"email"`
+	Push  bool `json:"push"`
+}
+
+// Empty is the request or answer of calls that carry nothing.
+type Empty struct{}
