@@ -103,6 +103,9 @@ func (b *breakers) newBreaker(service, endpoint, nodeID string) *gobreaker.Circu
 // the selector chose, so each node's breaker sees only its own outcomes.
 func (b *breakers) wrapCall(next client.CallFunc) client.CallFunc {
 	return func(ctx context.Context, node *registry.Node, req client.Request, rsp interface{}, opts client.CallOptions) error {
+		// One attempt may take RequestTimeout; the call's deadline covers all attempts.
+		ctx, cancel := context.WithTimeout(ctx, b.live.Get().RequestTimeout.D())
+		defer cancel()
 		cb := b.get(req.Service(), req.Endpoint(), node.Id)
 		_, err := cb.Execute(func() (struct{}, error) {
 			return struct{}{}, next(ctx, node, req, rsp, opts)

@@ -25,6 +25,10 @@ import (
 // ClientID is the go-micro error Id of failures raised on the calling side.
 const ClientID = "go.micro.client"
 
+// attemptSlack is added per attempt to a call's deadline, so an attempt's own
+// timeout fires (and is counted by its node's breaker) before the call's.
+const attemptSlack = 50 * time.Millisecond
+
 // New returns the client stack over reg, tuned by live.
 func New(reg registry.Registry, live *config.Live, opts ...Option) client.Client {
 	o := newOptions(opts...)
@@ -35,7 +39,9 @@ func New(reg registry.Registry, live *config.Live, opts ...Option) client.Client
 		client.Registry(reg),
 		// The default selector keeps a watched cache of the registry: calls
 		// never wait on Consul, and keep working on stale data if it is down.
-		client.Selector(selector.NewSelector(selector.Registry(reg))),
+		// Round robin from a random start: within one call, a retry goes to
+		// the next node instead of possibly the same one again.
+		client.Selector(selector.NewSelector(selector.Registry(reg), selector.SetStrategy(selector.RoundRobin))),
 		client.ContentType("application/json"),
 		client.Retries(0), // the stack decides per call; go-micro's default is 5
 		client.RequestTimeout(cfg.RequestTimeout.D()),
@@ -63,13 +69,16 @@ type stack struct {
 func (s *stack) Call(ctx context.Context, req client.Request, rsp interface{}, opts ...client.CallOption) error {
 	cfg := s.live.Get()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(rpcmeta.Outgoing(ctx), cfg.RequestTimeout.D())
-	defer cancel()
-
 	retries := 0
 	if isRead(opts) {
 		retries = cfg.ReadRetries
 	}
+	// Each attempt gets RequestTimeout (breakers.wrapCall enforces it), so a
+	// read whose first node hangs still has time to try another one; the
+	// call's own deadline covers every attempt it may make.
+	budget := time.Duration(retries+1) * (cfg.RequestTimeout.D() + attemptSlack)
+	ctx, cancel := context.WithTimeout(rpcmeta.Outgoing(ctx), budget)
+	defer cancel()
 	var hidAll bool
 	opts = append(opts,
 		client.WithRetries(retries),

@@ -237,9 +237,13 @@ func (s *Service) wrapHandler(next server.HandlerFunc) server.HandlerFunc {
 			if err != nil && !errors.As(err, &me) {
 				slog.ErrorContext(ctx, "handler error", "endpoint", req.Endpoint(), "err", err)
 				err = merrors.InternalServerError(s.name, "internal error")
+			} else if me != nil && me.Id == "go.micro.server" && me.Code == http.StatusInternalServerError {
+				// go-micro's server recovers handler panics itself, inside this
+				// wrapper (it logs the stack), and names the panic value in the error.
+				err = merrors.InternalServerError(s.name, "internal error")
 			}
 			code := 0
-			if me != nil {
+			if errors.As(err, &me) { // the final error: a replaced one counts as 500
 				code = int(me.Code)
 			}
 			s.metrics.observe(req.Endpoint(), strconv.Itoa(code), start)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -92,7 +93,11 @@ func required(fields ...[2]string) error {
 
 // pageParams reads page_size (1..100, default 20) and page_token.
 func pageParams(r *http.Request) (int, string, error) {
-	q := r.URL.Query()
+	// URL.Query drops malformed pairs silently; a client must hear about them.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return 0, "", apierror.New(http.StatusBadRequest, "malformed query string: "+err.Error())
+	}
 	size := 20
 	if v := q.Get("page_size"); v != "" {
 		n, err := strconv.Atoi(v)

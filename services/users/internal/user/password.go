@@ -18,6 +18,9 @@ const (
 	argonThreads = 1
 	argonKeyLen  = 32
 	argonSaltLen = 16
+
+	// maxArgonMemory bounds the memory cost (KiB) a stored hash may ask for.
+	maxArgonMemory = 1 << 20
 )
 
 // HashPassword returns a PHC-format argon2id hash of password.
@@ -47,6 +50,11 @@ func VerifyPassword(hash, password string) bool {
 	salt, err1 := b64.DecodeString(parts[4])
 	want, err2 := b64.DecodeString(parts[5])
 	if err1 != nil || err2 != nil {
+		return false
+	}
+	// argon2 panics on zero passes or lanes and on an empty key, and a huge
+	// memory cost would exhaust the process: such a hash is not ours.
+	if t < 1 || p < 1 || m > maxArgonMemory || len(want) < argonKeyLen/2 {
 		return false
 	}
 	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))

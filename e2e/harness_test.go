@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/marketmesh/marketmesh/plugins/meshtest"
+)
+
+// binDir holds the users and api binaries, built once per test run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "marketmesh-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for name, pkg := range map[string]string{
+		"users": "github.com/marketmesh/marketmesh/services/users",
+		"api":   "github.com/marketmesh/marketmesh/api",
+	} {
+		cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, name), pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", name, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one service process of the mesh under test.
+type proc struct {
+	t    testing.TB
+	name string
+	env  []string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	log safeBuffer // output of every run, for failure reports
+}
+
+// safeBuffer is a bytes.Buffer that exec's copying goroutines may write to
+// while the test reads it.
+type safeBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *safeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(filepath.Join(binDir, p.name))
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = &p.log, &p.log
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.cmd = cmd
+}
+
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() { p.signal(syscall.SIGTERM) }
+
+// kill sends SIGKILL: no deregistration, no flush.
+func (p *proc) kill() { p.signal(syscall.SIGKILL) }
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	p.mu.Lock()
+	cmd := p.cmd
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if sig == syscall.SIGTERM && err != nil {
+			p.t.Errorf("%s exited uncleanly after SIGTERM: %v", p.name, err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		p.t.Fatalf("%s did not exit within 15 s of %v", p.name, sig)
+	}
+}
+
+// pause and resume freeze the process (SIGSTOP): a hung instance that keeps
+// its sockets open but never answers.
+func (p *proc) pause()  { p.raw(syscall.SIGSTOP) }
+func (p *proc) resume() { p.raw(syscall.SIGCONT) }
+
+func (p *proc) raw(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// mesh is a Consul agent, the users service and the api, all real.
+type mesh struct {
+	t      testing.TB
+	consul *meshtest.Agent
+	users  *proc
+	api    *proc
+	url    string // the api's base URL
+	data   string
+}
+
+// startMesh starts everything and waits until the api reports ready.
+// extraEnv applies to both processes (e.g. faster breaker settings).
+func startMesh(t testing.TB, extraEnv ...string) *mesh {
+	t.Helper()
+	agent := meshtest.Consul(t)
+	data := t.TempDir()
+	apiAddr := meshtest.FreeAddr(t)
+	common := append([]string{
+		"MARKETMESH_CONFIG=" + repoFile(t, "config/local.yaml"),
+		"MARKETMESH_DATA_DIR=" + data,
+		"CONSUL_HTTP_ADDR=" + agent.Addr,
+		"MARKETMESH_CHECK_INTERVAL=1s",
+		"MARKETMESH_LOG_LEVEL=warn",
+		"USERS_ADDRESS=127.0.0.1:0",
+		"USERS_OPS_ADDRESS=127.0.0.1:0",
+		"API_ADDRESS=" + apiAddr,
+		"API_DRAIN_DELAY=100ms",
+		// Tests log in often; the limiter has a test of its own.
+		"API_LOGIN_PER_MINUTE_IP=100000",
+		"API_LOGIN_PER_MINUTE_EMAIL=100000",
+	}, extraEnv...)
+	m := &mesh{
+		t: t, consul: agent, data: data, url: "http://" + apiAddr,
+		users: &proc{t: t, name: "users", env: common},
+		api:   &proc{t: t, name: "api", env: common},
+	}
+	t.Cleanup(func() {
+		m.api.stop()
+		m.users.resume()
+		m.users.stop()
+		if t.Failed() {
+			t.Logf("users log:\n%s\napi log:\n%s", m.users.log.String(), m.api.log.String())
+		}
+	})
+	m.users.start()
+	m.api.start()
+	m.consul.WaitPassing(t, "marketmesh.users", 1, 10*time.Second)
+	meshtest.Eventually(t, 10*time.Second, func() error {
+		st, _, _ := m.call("GET", "/readyz", "", nil)
+		if st != http.StatusOK {
+			return fmt.Errorf("/readyz answered %d", st)
+		}
+		return nil
+	})
+	return m
+}
+
+func repoFile(t testing.TB, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// call sends a JSON request and decodes a JSON answer (nil if none).
+func (m *mesh) call(method, path, token string, body any) (int, map[string]any, http.Header) {
+	m.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, m.url+path, rd)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		m.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			m.t.Fatalf("%s %s: answer is not a JSON object: %v: %s", method, path, err, raw)
+		}
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+// must is call that fails the test unless the status is want.
+func (m *mesh) must(want int, method, path, token string, body any) map[string]any {
+	m.t.Helper()
+	st, out, _ := m.call(method, path, token, body)
+	if st != want {
+		m.t.Fatalf("%s %s: status %d, want %d: %v", method, path, st, want, out)
+	}
+	return out
+}
+
+// signup registers a user and logs in, returning the user ID and a token.
+func (m *mesh) signup(email string) (string, string) {
+	m.t.Helper()
+	u := m.must(201, "POST", "/v1/auth/register", "", map[string]string{"email": email, "password": "correct horse", "name": "User " + email})
+	login := m.must(200, "POST", "/v1/auth/login", "", map[string]string{"email": email, "password": "correct horse"})
+	return u["id"].(string), login["token"].(string)
+}
+
+// errorCode checks the error shape and returns its code.
+func errorCode(t testing.TB, body map[string]any, hdr http.Header) string {
+	t.Helper()
+	e, ok := body["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("no error object in %v", body)
+	}
+	code, _ := e["code"].(string)
+	msg, _ := e["message"].(string)
+	rid, _ := e["request_id"].(string)
+	if code == "" || msg == "" || rid == "" {
+		t.Fatalf("error shape incomplete: %v", e)
+	}
+	if hdr != nil && hdr.Get("X-Request-Id") != rid {
+		t.Fatalf("X-Request-Id %q differs from error request_id %q", hdr.Get("X-Request-Id"), rid)
+	}
+	return code
+}
