@@ -87,7 +87,6 @@ func (p *proc) start() {
 	p.cmd = cmd
 }
 
-
 // stop sends SIGTERM and waits for a clean exit.
 func (p *proc) stop() { p.signal(syscall.SIGTERM) }
 
