@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"flag"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// Tests run the binaries with the race detector; benchmarks measure them without.
+	race := flag.Lookup("test.bench").Value.String() == ""
 	dir, err := os.MkdirTemp("", "marketmesh-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -32,7 +36,11 @@ func TestMain(m *testing.M) {
 		"users": "github.com/marketmesh/marketmesh/services/users",
 		"api":   "github.com/marketmesh/marketmesh/api",
 	} {
-		cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, name), pkg)
+		args := []string{"build", "-o", filepath.Join(dir, name), pkg}
+		if race {
+			args = append(args[:1], append([]string{"-race"}, args[1:]...)...)
+		}
+		cmd := exec.Command("go", args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", name, err)
