@@ -59,6 +59,9 @@ func run() error {
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
+	if service.IsHealthcheck() {
+		os.Exit(service.Probe(cfg.API.Address, "/healthz"))
+	}
 	logging.Setup(service.FullName("api"), cfg.Log.Level)
 
 	key, err := auth.LoadKey(cfg.Path(cfg.API.JWTKeyFile))

@@ -1,9 +1,9 @@
 package e2e
 
 import (
-	"flag"
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"

@@ -94,9 +94,9 @@ func Defaults() Mesh {
 		DataDir: ".data",
 		Consul:  Consul{Address: "127.0.0.1:8500", KVPrefix: "marketmesh/config", CheckInterval: Duration(2 * time.Second)},
 		RPC: RPC{
-			RequestTimeout:  Duration(2 * time.Second),
+			RequestTimeout:  Duration(time.Second),
 			DialTimeout:     Duration(time.Second),
-			ReadRetries:     2,
+			ReadRetries:     1,
 			BreakerFailures: 5,
 			BreakerOpenFor:  Duration(5 * time.Second),
 		},

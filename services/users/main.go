@@ -45,6 +45,9 @@ func run() error {
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
+	if service.IsHealthcheck() {
+		os.Exit(service.Probe(cfg.Users.OpsAddress, "/readyz"))
+	}
 	svc, err := service.New("users", cfg.Mesh, cfg.Users.Server, service.Version(version))
 	if err != nil {
 		return err

@@ -25,7 +25,8 @@ type Options struct {
 	Users   *usersrpc.Client
 	Signer  *auth.Signer
 	MaxBody int64 // request body limit in bytes
-	// LoginPerMinuteIP and LoginPerMinuteEmail bound login attempts.
+	// LoginPerMinuteIP and LoginPerMinuteEmail bound login attempts
+	// (default 60 and 10; zero means the default, not "refuse every login").
 	LoginPerMinuteIP, LoginPerMinuteEmail int
 	// Ready reports readiness for /readyz: status code and JSON body.
 	Ready func(ctx context.Context) (int, any)
@@ -60,6 +61,14 @@ type route struct {
 func New(o Options) *API {
 	if o.MaxBody <= 0 {
 		o.MaxBody = 1 << 20
+	}
+	// A zero-burst token bucket never grants a token: every login would be
+	// refused with a Retry-After of centuries.
+	if o.LoginPerMinuteIP <= 0 {
+		o.LoginPerMinuteIP = 60
+	}
+	if o.LoginPerMinuteEmail <= 0 {
+		o.LoginPerMinuteEmail = 10
 	}
 	if o.Metrics == nil {
 		o.Metrics = prometheus.DefaultRegisterer

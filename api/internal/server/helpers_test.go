@@ -1,0 +1,216 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go-micro.dev/v4/client"
+	"go-micro.dev/v4/codec"
+
+	"github.com/marketmesh/marketmesh/api/internal/server"
+	"github.com/marketmesh/marketmesh/plugins/auth"
+	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/services/users/usersrpc"
+)
+
+// TestMain keeps the request log out of test output.
+func TestMain(m *testing.M) {
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
+}
+
+// fakeUsers is a go-micro client standing in for the users service. It
+// records every call and answers with answer, or with zero values.
+type fakeUsers struct {
+	client.Client // only NewRequest and Call are implemented
+
+	mu     sync.Mutex
+	calls  []fakeCall
+	answer func(endpoint string, req any) (any, error)
+}
+
+type fakeCall struct {
+	Endpoint, Caller, RequestID string
+	Req                         any
+}
+
+type fakeRequest struct {
+	service, endpoint string
+	body              any
+}
+
+func (r fakeRequest) Service() string     { return r.service }
+func (r fakeRequest) Method() string      { return r.endpoint }
+func (r fakeRequest) Endpoint() string    { return r.endpoint }
+func (r fakeRequest) ContentType() string { return "application/json" }
+func (r fakeRequest) Body() any           { return r.body }
+func (r fakeRequest) Codec() codec.Writer { return nil }
+func (r fakeRequest) Stream() bool        { return false }
+func (f *fakeUsers) NewRequest(service, endpoint string, req any, _ ...client.RequestOption) client.Request {
+	return fakeRequest{service: service, endpoint: endpoint, body: req}
+}
+
+func (f *fakeUsers) Call(ctx context.Context, req client.Request, rsp any, _ ...client.CallOption) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, fakeCall{Endpoint: req.Endpoint(), Caller: rpcmeta.Caller(ctx), RequestID: rpcmeta.RequestID(ctx), Req: req.Body()})
+	answer := f.answer
+	f.mu.Unlock()
+	if answer == nil {
+		return nil
+	}
+	res, err := answer(req.Endpoint(), req.Body())
+	if err != nil || res == nil {
+		return err
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, rsp)
+}
+
+func (f *fakeUsers) Calls() []fakeCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeCall(nil), f.calls...)
+}
+
+// testAPI is a server over a fake users service.
+type testAPI struct {
+	api    *server.API
+	h      http.Handler
+	signer *auth.Signer
+	key    ed25519.PrivateKey
+	users  *fakeUsers
+}
+
+func newKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
+	t.Helper()
+	key := newKey(t)
+	users := &fakeUsers{}
+	o := server.Options{
+		Users:               usersrpc.NewClient(users),
+		Signer:              auth.NewSigner(key),
+		LoginPerMinuteIP:    1000,
+		LoginPerMinuteEmail: 1000,
+		Metrics:             prometheus.NewRegistry(),
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	a := server.New(o)
+	return &testAPI{api: a, h: a.Handler(), signer: o.Signer, key: key, users: users}
+}
+
+// token returns a valid bearer token for uid.
+func (ta *testAPI) token(t *testing.T, uid string) string {
+	t.Helper()
+	tok, _, err := ta.signer.Issue(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type req struct {
+	method, path string
+	body         string
+	header       map[string]string // Content-Type defaults to application/json when there is a body
+	bearer       string            // token for Authorization: Bearer
+	remote       string            // RemoteAddr
+}
+
+func (ta *testAPI) do(t *testing.T, r req) *httptest.ResponseRecorder {
+	t.Helper()
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	hr := httptest.NewRequest(r.method, r.path, body)
+	if r.body != "" {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if r.bearer != "" {
+		hr.Header.Set("Authorization", "Bearer "+r.bearer)
+	}
+	for k, v := range r.header {
+		if v == "" {
+			hr.Header.Del(k)
+		} else {
+			hr.Header.Set(k, v)
+		}
+	}
+	if r.remote != "" {
+		hr.RemoteAddr = r.remote
+	}
+	rec := httptest.NewRecorder()
+	ta.h.ServeHTTP(rec, hr)
+	return rec
+}
+
+// errorBody is the public error document; decoding is strict so that any
+// extra or missing member is noticed.
+type errorBody struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	} `json:"error"`
+}
+
+// wantError checks status, content type, the exact error shape and that
+// request_id equals the X-Request-Id header; it returns the message.
+func wantError(t *testing.T, rec *httptest.ResponseRecorder, status int, code string) string {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status = %d, want %d; body %s", rec.Code, status, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	var raw map[string]map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil {
+		t.Fatalf("body %q is not an error document: %v", rec.Body, err)
+	}
+	if len(raw) != 1 || len(raw["error"]) != 3 {
+		t.Errorf("body %s: want exactly {\"error\":{code,message,request_id}}", rec.Body)
+	}
+	var b errorBody
+	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		t.Fatalf("body %s: %v", rec.Body, err)
+	}
+	if b.Error.Code != code {
+		t.Errorf("code = %q, want %q", b.Error.Code, code)
+	}
+	if b.Error.Message == "" {
+		t.Error("message is empty")
+	}
+	id := rec.Header().Get("X-Request-Id")
+	if id == "" || b.Error.RequestID != id {
+		t.Errorf("request_id = %q, X-Request-Id = %q; want equal and non-empty", b.Error.RequestID, id)
+	}
+	return b.Error.Message
+}

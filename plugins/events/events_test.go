@@ -1,0 +1,422 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/marketmesh/marketmesh/plugins/config"
+	"github.com/marketmesh/marketmesh/plugins/events"
+	"github.com/marketmesh/marketmesh/plugins/meshtest"
+	"github.com/marketmesh/marketmesh/plugins/rpcclient"
+	"github.com/marketmesh/marketmesh/plugins/service"
+)
+
+var testRPC = config.RPC{
+	RequestTimeout:  config.Duration(time.Second),
+	DialTimeout:     config.Duration(300 * time.Millisecond),
+	ReadRetries:     1,
+	BreakerFailures: 10,
+	BreakerOpenFor:  config.Duration(time.Second),
+}
+
+// openDB opens a bbolt file in a temp folder with the events buckets.
+func openDB(t *testing.T) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "store.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Update(events.CreateBuckets); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// outbox lists the IDs in db's outbox.
+func outbox(t *testing.T, db *bolt.DB) []string {
+	t.Helper()
+	var ids []string
+	err := db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(events.OutboxBucket).ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+type order struct {
+	N int `json:"n"`
+}
+
+func TestAppendIsPartOfTheTransaction(t *testing.T) {
+	db := openDB(t)
+	errRollback := errors.New("rollback")
+
+	err := db.Update(func(tx *bolt.Tx) error {
+		if _, err := events.Append(tx, "marketmesh.orders", "orders.created", order{N: 1}); err != nil {
+			return err
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		t.Fatalf("Update = %v", err)
+	}
+	if ids := outbox(t, db); len(ids) != 0 {
+		t.Fatalf("a rolled-back transaction left events %v in the outbox", ids)
+	}
+
+	var ev events.Event
+	err = db.Update(func(tx *bolt.Tx) (err error) {
+		ev, err = events.Append(tx, "marketmesh.orders", "orders.created", order{N: 2})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := outbox(t, db); !slices.Equal(ids, []string{ev.ID}) {
+		t.Fatalf("outbox %v after a commit, want [%s]", ids, ev.ID)
+	}
+	var got order
+	if err := ev.Decode(&got); err != nil || got.N != 2 {
+		t.Fatalf("Decode = %+v, %v", got, err)
+	}
+	if ev.Source != "marketmesh.orders" || ev.Topic != "orders.created" || ev.Time.IsZero() {
+		t.Fatalf("event %+v", ev)
+	}
+}
+
+func TestAppendNeedsTheBuckets(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "bare.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := events.Append(tx, "s", "t", 1)
+		return err
+	})
+	if err == nil {
+		t.Fatal("Append without CreateBuckets succeeded")
+	}
+}
+
+func TestEventIDsSortInAppendOrder(t *testing.T) {
+	db := openDB(t)
+	var want []string
+	for i := range 50 {
+		err := db.Update(func(tx *bolt.Tx) error {
+			ev, err := events.Append(tx, "s", "t", order{N: i})
+			want = append(want, ev.ID)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := outbox(t, db); !slices.Equal(got, want) {
+		t.Fatal("outbox keys are not in append order")
+	}
+}
+
+// producer is a service's outbox with its relay running.
+type producer struct {
+	db    *bolt.DB
+	relay *events.Relay
+}
+
+func startProducer(t *testing.T, agent *meshtest.Agent) *producer {
+	t.Helper()
+	db := openDB(t)
+	reg := service.NewRegistry(config.Consul{Address: agent.Addr}, "", "")
+	c := rpcclient.New(reg, config.NewLive(testRPC), rpcclient.Metrics(prometheus.NewRegistry()))
+	relay := events.NewRelay(db, c, reg, events.Poll(100*time.Millisecond), events.Discover(200*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		relay.Run(ctx)
+	}()
+	t.Cleanup(func() { // runs before the db is closed
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("relay did not stop")
+		}
+	})
+	return &producer{db: db, relay: relay}
+}
+
+// append commits one event (or rolls it back) and wakes the relay.
+func (p *producer) append(t *testing.T, topic string, n int, commit bool) events.Event {
+	t.Helper()
+	var ev events.Event
+	err := p.db.Update(func(tx *bolt.Tx) (err error) {
+		if ev, err = events.Append(tx, "marketmesh.producer", topic, order{N: n}); err != nil {
+			return err
+		}
+		if !commit {
+			return errors.New("rolled back")
+		}
+		return nil
+	})
+	if commit && err != nil {
+		t.Fatal(err)
+	}
+	p.relay.Notify()
+	return ev
+}
+
+func (p *producer) cursor(t *testing.T, subscriber string) string {
+	t.Helper()
+	var c string
+	if err := p.db.View(func(tx *bolt.Tx) error {
+		c = string(tx.Bucket(events.CursorBucket).Get([]byte(subscriber)))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// consumer is a service that subscribes to topics and records what it handled.
+type consumer struct {
+	name string
+	db   *bolt.DB
+
+	mu       sync.Mutex
+	handled  []events.Event
+	attempts []string // "<id>:ok" or "<id>:fail", in call order
+	failures map[string]int
+}
+
+// startConsumer runs a marketmesh service named name (a real service.Service:
+// gRPC server, Consul registration with an HTTP check) whose handler for each
+// topic records the event; failFirst makes the handler fail an event's first
+// deliveries.
+func startConsumer(t *testing.T, agent *meshtest.Agent, name string, failFirst map[string]int, topics ...string) *consumer {
+	t.Helper()
+	c := &consumer{db: openDB(t), failures: failFirst}
+	con := events.NewConsumer(c.db)
+	for _, topic := range topics {
+		con.On(topic, c.handle)
+	}
+
+	mesh := config.Defaults()
+	mesh.Consul.Address = agent.Addr
+	mesh.Consul.CheckInterval = config.Duration(time.Second)
+	mesh.RPC = testRPC
+	mesh.Log.Level = "error"
+	svc, err := service.New(name, mesh, config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := con.Attach(svc); err != nil {
+		t.Fatal(err)
+	}
+	c.name = svc.Name()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("consumer Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("consumer did not stop")
+		}
+	})
+	agent.WaitPassing(t, c.name, 1, 10*time.Second)
+	return c
+}
+
+// handle is the events.Handler: it writes into the consumer's own bucket in
+// the delivery transaction and records the event.
+func (c *consumer) handle(_ context.Context, tx *bolt.Tx, ev events.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failures[ev.ID] > 0 {
+		c.failures[ev.ID]--
+		c.attempts = append(c.attempts, ev.ID+":fail")
+		return fmt.Errorf("not now")
+	}
+	b, err := tx.CreateBucketIfNotExists([]byte("orders"))
+	if err != nil {
+		return err
+	}
+	if err := b.Put([]byte(ev.ID), ev.Payload); err != nil {
+		return err
+	}
+	c.attempts = append(c.attempts, ev.ID+":ok")
+	c.handled = append(c.handled, ev)
+	return nil
+}
+
+func (c *consumer) handledIDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]string, len(c.handled))
+	for i, ev := range c.handled {
+		ids[i] = ev.ID
+	}
+	return ids
+}
+
+func (c *consumer) attemptLog() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.attempts)
+}
+
+// waitHandled waits until the consumer has handled exactly want, in order.
+func (c *consumer) waitHandled(t *testing.T, want []string) {
+	t.Helper()
+	meshtest.Eventually(t, 10*time.Second, func() error {
+		got := c.handledIDs()
+		if len(got) > len(want) {
+			t.Fatalf("%s handled %v, more than %v", c.name, got, want)
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("%s handled %v, want %v", c.name, got, want)
+		}
+		return nil
+	})
+}
+
+func TestRelay(t *testing.T) {
+	agent := meshtest.Consul(t)
+
+	t.Run("events appended before the consumer starts reach it in order, and only its topics", func(t *testing.T) {
+		p := startProducer(t, agent)
+		var want []string
+		for i := range 6 {
+			switch i {
+			case 2:
+				p.append(t, "late.created", i, false) // rolled back: never delivered
+			case 4:
+				p.append(t, "late.other", i, true) // nobody subscribes
+			default:
+				want = append(want, p.append(t, "late.created", i, true).ID)
+			}
+		}
+
+		c := startConsumer(t, agent, "events-late", nil, "late.created")
+		c.waitHandled(t, want)
+
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, ev := range c.handled {
+			var o order
+			if err := ev.Decode(&o); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Topic != "late.created" || ev.Source != "marketmesh.producer" || o.N == 2 || o.N == 4 {
+				t.Fatalf("handled event %d: %+v (payload %+v)", i, ev, o)
+			}
+		}
+		// The handler's writes committed with the delivery.
+		err := c.db.View(func(tx *bolt.Tx) error {
+			if n := tx.Bucket([]byte("orders")).Stats().KeyN; n != len(want) {
+				return fmt.Errorf("orders bucket holds %d keys, want %d", n, len(want))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a redelivered event is acknowledged as a duplicate and not handled twice", func(t *testing.T) {
+		c := startConsumer(t, agent, "events-dedupe", nil, "dedupe.created")
+		reg := service.NewRegistry(config.Consul{Address: agent.Addr}, "", "")
+		cl := rpcclient.New(reg, config.NewLive(testRPC), rpcclient.Metrics(prometheus.NewRegistry()))
+
+		ev := events.Event{ID: ulid.Make().String(), Topic: "dedupe.created", Source: "test", Time: time.Now().UTC(), Payload: []byte(`{"n":1}`)}
+		for i, wantDup := range []bool{false, true, true} {
+			var ack events.Ack
+			if err := cl.Call(context.Background(), cl.NewRequest(c.name, events.Endpoint, &ev), &ack); err != nil {
+				t.Fatalf("delivery %d: %v", i, err)
+			}
+			if ack.Duplicate != wantDup {
+				t.Fatalf("delivery %d: Duplicate = %v, want %v", i, ack.Duplicate, wantDup)
+			}
+		}
+		if got := c.handledIDs(); !slices.Equal(got, []string{ev.ID}) {
+			t.Fatalf("handled %v, want the event once", got)
+		}
+
+		// An event without ID or topic is refused.
+		var ack events.Ack
+		err := cl.Call(context.Background(), cl.NewRequest(c.name, events.Endpoint, &events.Event{Topic: "dedupe.created"}), &ack)
+		if err == nil {
+			t.Fatal("an event without an ID was accepted")
+		}
+
+		// The relay redelivers everything after its cursor is lost: nothing runs twice.
+		p := startProducer(t, agent)
+		want := []string{ev.ID, p.append(t, "dedupe.created", 2, true).ID, p.append(t, "dedupe.created", 3, true).ID}
+		c.waitHandled(t, want)
+		last := want[len(want)-1]
+		meshtest.Eventually(t, 5*time.Second, func() error {
+			if got := p.cursor(t, c.name); got != last {
+				return fmt.Errorf("cursor %q, want %q", got, last)
+			}
+			return nil
+		})
+		if err := p.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(events.CursorBucket).Delete([]byte(c.name))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		p.relay.Notify()
+		meshtest.Eventually(t, 5*time.Second, func() error {
+			if got := p.cursor(t, c.name); got != last {
+				return fmt.Errorf("cursor %q after the reset, want %q again", got, last)
+			}
+			return nil
+		})
+		if got := c.handledIDs(); !slices.Equal(got, want) {
+			t.Fatalf("after redelivery handled %v, want %v", got, want)
+		}
+	})
+
+	t.Run("an event whose handler fails is not acknowledged and is delivered again, still in order", func(t *testing.T) {
+		p := startProducer(t, agent)
+		first := p.append(t, "flaky.created", 1, true)
+		second := p.append(t, "flaky.created", 2, true)
+		c := startConsumer(t, agent, "events-flaky", map[string]int{first.ID: 2}, "flaky.created")
+
+		c.waitHandled(t, []string{first.ID, second.ID})
+		want := []string{first.ID + ":fail", first.ID + ":fail", first.ID + ":ok", second.ID + ":ok"}
+		if got := c.attemptLog(); !slices.Equal(got, want) {
+			t.Fatalf("attempts %v, want %v", got, want)
+		}
+		err := c.db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(events.InboxBucket).Get([]byte(first.ID)) == nil {
+				return errors.New("the handled event is not in the inbox")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}

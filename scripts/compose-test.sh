@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The docker deploy, tested: bring docker-compose.yml up under a unique
+# project name on free ports, wait until every container is healthy and every
+# service passes in Consul, smoke-test through the api, stop users and check
+# the api degrades fast, start it and check recovery, restart and recreate it
+# and check its data survived (named volume), then tear everything down, also
+# on failure, and check nothing was left behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if docker compose version >/dev/null 2>&1; then dc=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then dc=(docker-compose)
+else echo "compose-test: neither 'docker compose' nor 'docker-compose' is installed" >&2; exit 1; fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+project="mmcompose$$"
+export MARKETMESH_PUBLISH_HOST=127.0.0.1 API_PORT=$(free_port) CONSUL_UI_PORT=$(free_port) MARKETMESH_LOG_LEVEL=warn
+api="http://127.0.0.1:$API_PORT" consul="http://127.0.0.1:$CONSUL_UI_PORT"
+compose() { "${dc[@]}" -p "$project" -f docker-compose.yml "$@"; }
+say() { printf '%s %s\n' "$(date +%T)" "$*"; }
+fail() { say "FAIL: $*"; compose ps || true; compose logs --tail 30 || true; exit 1; }
+
+leftovers() {
+	{
+		docker ps -aq --filter "label=com.docker.compose.project=$project"
+		docker volume ls -q --filter "label=com.docker.compose.project=$project"
+		docker network ls -q --filter "label=com.docker.compose.project=$project"
+	} | wc -l
+}
+teardown() {
+	compose down -v --remove-orphans --timeout 20 >/dev/null 2>&1 || true
+	local n; n=$(leftovers)
+	[ "$n" -eq 0 ] || { say "teardown left $n containers/volumes/networks of $project behind"; return 1; }
+	say "torn down: no containers, volumes or networks of $project left"
+}
+trap teardown EXIT
+
+# Wait until every container of the project reports healthy.
+wait_healthy() { # timeout seconds
+	local deadline=$((SECONDS + $1)) st
+	while :; do
+		st=$(compose ps -q | xargs -r docker inspect -f '{{.Name}}={{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}')
+		if [ -n "$st" ] && ! grep -qv '=healthy$' <<<"$st"; then return 0; fi
+		[ $SECONDS -lt $deadline ] || fail "containers not healthy after $1 s: $(echo $st)"
+		sleep 0.5
+	done
+}
+wait_passing() { # service
+	for _ in $(seq 1 120); do
+		[ "$(curl -fsS "$consul/v1/health/service/$1?passing=1" 2>/dev/null || echo '[]')" != "[]" ] && return 0
+		sleep 0.5
+	done
+	fail "$1 not passing in Consul"
+}
+# call METHOD PATH [BODY] [TOKEN] → sets $status, $body, $secs
+call() {
+	local out
+	out=$(curl -sS -X "$1" "$api$2" -H 'Content-Type: application/json' ${4:+-H "Authorization: Bearer $4"} \
+		${3:+-d "$3"} -w '\n%{http_code} %{time_total}' || true)
+	body=$(sed '$d' <<<"$out"); read -r status secs < <(tail -n1 <<<"$out")
+}
+expect() { # status, what
+	[ "$status" = "$1" ] || fail "$2: got $status, want $1: $body"
+}
+
+t0=$(date +%s%N)
+say "up: project $project, api on $API_PORT, Consul UI on $CONSUL_UI_PORT"
+compose up -d >/dev/null 2>&1 || fail "compose up"
+wait_healthy 120
+wait_passing marketmesh.users
+wait_passing marketmesh.api
+say "every container healthy and every service passing in Consul after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+docker stats --no-stream --format '    {{.Name}}: {{.MemUsage}}' $(compose ps -q)
+
+email="compose-$$@example.com"
+call POST /v1/auth/register "{\"email\":\"$email\",\"password\":\"correct horse\",\"name\":\"Compose\"}"; expect 201 register
+call POST /v1/auth/login "{\"email\":\"$email\",\"password\":\"correct horse\"}"; expect 200 login
+token=$(grep -o '"token":"[^"]*"' <<<"$body" | cut -d'"' -f4)
+call GET /v1/users/me "" "$token"; expect 200 me
+grep -q "\"email\":\"$email\"" <<<"$body" || fail "me returned $body"
+say "smoke test passed: register, login, me"
+
+compose stop users >/dev/null 2>&1
+for i in 1 2 3 4 5; do
+	call GET /v1/users/me "" "$token"; expect 503 "me with users stopped"
+	grep -q '"code":"unavailable"' <<<"$body" || fail "503 without the error shape: $body"
+	awk -v s="$secs" 'BEGIN { exit !(s < 0.5) }' || fail "503 took $secs s, want a fast answer"
+done
+say "users stopped: api answers 503 unavailable in ${secs}s"
+
+compose start users >/dev/null 2>&1
+wait_healthy 60
+for _ in $(seq 1 60); do call GET /v1/users/me "" "$token"; [ "$status" = 200 ] && break; sleep 0.5; done
+expect 200 "me after users started again"
+say "users started: api recovered"
+
+compose restart users >/dev/null 2>&1
+wait_healthy 60
+compose rm -sf users >/dev/null 2>&1
+compose up -d users >/dev/null 2>&1
+wait_healthy 60
+for _ in $(seq 1 60); do call POST /v1/auth/login "{\"email\":\"$email\",\"password\":\"correct horse\"}"; [ "$status" = 200 ] && break; sleep 0.5; done
+expect 200 "login after users was restarted and recreated"
+say "users restarted and recreated: the account survived in its named volume"
+
+trap - EXIT
+teardown
+say "compose test passed"
