@@ -3,6 +3,8 @@ package user
 import (
 	"regexp"
 	"strings"
+
+	"github.com/marketmesh/marketmesh/plugins/money"
 )
 
 // BankAccountInput is a validated, normalized bank account.
@@ -41,7 +43,7 @@ func NewBankAccount(holder, bank, number, currency string) (BankAccountInput, er
 	if in.Currency == "" {
 		return in, invalid("currency is required")
 	}
-	if !isCurrency(in.Currency) {
+	if !money.IsCurrency(in.Currency) {
 		return in, invalid("currency %q is not an ISO 4217 code (upper case, like USD)", in.Currency)
 	}
 	return in, nil
@@ -53,16 +55,4 @@ func Mask(number string) string {
 		return "****"
 	}
 	return "****" + number[len(number)-4:]
-}
-
-// Active ISO 4217 currency codes (2024), for validating payout currencies.
-const iso4217 = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD " +
-	"CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF " +
-	"GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP " +
-	"LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB " +
-	"PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL " +
-	"THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWG"
-
-func isCurrency(c string) bool {
-	return len(c) == 3 && strings.Contains(" "+iso4217+" ", " "+c+" ")
 }
