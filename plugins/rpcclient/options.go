@@ -55,3 +55,13 @@ func isRead(opts []client.CallOption) bool {
 	}
 	return o.Context != nil && o.Context.Value(readKey{}) == true
 }
+
+// Call makes one typed RPC: the contract packages' clients are one line per
+// endpoint on top of it.
+func Call[Rsp any](ctx context.Context, c client.Client, service, endpoint string, req any, opts ...client.CallOption) (*Rsp, error) {
+	rsp := new(Rsp)
+	if err := c.Call(ctx, c.NewRequest(service, endpoint, req), rsp, opts...); err != nil {
+		return nil, err
+	}
+	return rsp, nil
+}

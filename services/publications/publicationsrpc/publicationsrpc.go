@@ -170,11 +170,7 @@ type Client struct{ c client.Client }
 func NewClient(c client.Client) *Client { return &Client{c: c} }
 
 func call[Rsp any](ctx context.Context, c client.Client, endpoint string, req any, opts ...client.CallOption) (*Rsp, error) {
-	rsp := new(Rsp)
-	if err := c.Call(ctx, c.NewRequest(Service, "Publications."+endpoint, req), rsp, opts...); err != nil {
-		return nil, err
-	}
-	return rsp, nil
+	return rpcclient.Call[Rsp](ctx, c, Service, "Publications."+endpoint, req, opts...)
 }
 
 var read = rpcclient.Read()
