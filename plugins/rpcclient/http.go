@@ -42,15 +42,15 @@ func NewHTTP(reg registry.Registry, live *config.Live, metaKey string, opts ...O
 func (h *HTTP) Do(ctx context.Context, service string, req *http.Request) (*http.Response, error) {
 	const endpoint = "HTTP"
 	var hidAll bool
+	var node *registry.Node
 	next, err := h.sel.Select(service, selector.WithFilter(h.breakers.skipOpen(endpoint, &hidAll)))
+	if err == nil {
+		node, err = next()
+	}
 	if err != nil {
 		if hidAll {
 			return nil, unavailable(service, "circuit open")
 		}
-		return nil, unavailable(service, "no passing instance")
-	}
-	node, err := next()
-	if err != nil {
 		return nil, unavailable(service, "no passing instance")
 	}
 	addr := node.Metadata[h.metaKey]
