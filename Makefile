@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 export GOTOOLCHAIN := local
 
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-SERVICES := users
+SERVICES := users products publications images
 BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 # Every package of every module in go.work.

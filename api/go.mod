@@ -49,6 +49,9 @@ require (
 	github.com/imdario/mergo v0.3.12 // indirect
 	github.com/jbenet/go-context v0.0.0-20150711004518-d14ea06fba99 // indirect
 	github.com/kevinburke/ssh_config v0.0.0-20201106050909-4977a11b4351 // indirect
+	github.com/marketmesh/marketmesh/services/images v0.0.0-00010101000000-000000000000 // indirect
+	github.com/marketmesh/marketmesh/services/products v0.0.0-00010101000000-000000000000 // indirect
+	github.com/marketmesh/marketmesh/services/publications v0.0.0-00010101000000-000000000000 // indirect
 	github.com/mattn/go-colorable v0.1.13 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/miekg/dns v1.1.43 // indirect
@@ -88,5 +91,8 @@ require (
 
 replace (
 	github.com/marketmesh/marketmesh/plugins => ../plugins
+	github.com/marketmesh/marketmesh/services/images => ../services/images
+	github.com/marketmesh/marketmesh/services/products => ../services/products
+	github.com/marketmesh/marketmesh/services/publications => ../services/publications
 	github.com/marketmesh/marketmesh/services/users => ../services/users
 )

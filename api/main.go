@@ -20,6 +20,9 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/logging"
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
+	"github.com/marketmesh/marketmesh/services/products/productsrpc"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
@@ -39,6 +42,8 @@ type Config struct {
 		LoginPerMinuteIP    int             `yaml:"login_per_minute_ip" env:"LOGIN_PER_MINUTE_IP"`
 		LoginPerMinuteEmail int             `yaml:"login_per_minute_email" env:"LOGIN_PER_MINUTE_EMAIL"`
 		DrainDelay          config.Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`
+		// PartTimeout bounds each optional part of an aggregated read.
+		PartTimeout config.Duration `yaml:"part_timeout" env:"PART_TIMEOUT"`
 	} `yaml:"api" env:"API_"`
 }
 
@@ -55,7 +60,7 @@ func run() error {
 	cfg.API.Address, cfg.API.JWTKeyFile = "127.0.0.1:8080", "keys/jwt-ed25519.key"
 	cfg.API.TokenTTL, cfg.API.MaxBodyBytes = config.Duration(24*time.Hour), 1<<20
 	cfg.API.LoginPerMinuteIP, cfg.API.LoginPerMinuteEmail = 60, 10
-	cfg.API.DrainDelay = config.Duration(time.Second)
+	cfg.API.DrainDelay, cfg.API.PartTimeout = config.Duration(time.Second), config.Duration(300*time.Millisecond)
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
@@ -78,15 +83,20 @@ func run() error {
 	nodeID := service.NewNodeID(service.FullName("api"))
 	reg := service.NewRegistry(cfg.Consul, port, service.CheckURL("/healthz", nodeID))
 	live := config.NewLive(cfg.RPC)
-	users := usersrpc.NewClient(rpcclient.New(reg, live))
+	rpc := rpcclient.New(reg, live)
 
 	api := server.New(server.Options{
-		Users:               users,
+		Users:               usersrpc.NewClient(rpc),
+		Products:            productsrpc.NewClient(rpc),
+		Publications:        publicationsrpc.NewClient(rpc),
+		Images:              imagesrpc.NewClient(rpc),
+		Blobs:               rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey),
+		PartTimeout:         cfg.API.PartTimeout.D(),
 		Signer:              auth.NewSigner(key, auth.TTL(cfg.API.TokenTTL.D())),
 		MaxBody:             cfg.API.MaxBodyBytes,
 		LoginPerMinuteIP:    cfg.API.LoginPerMinuteIP,
 		LoginPerMinuteEmail: cfg.API.LoginPerMinuteEmail,
-		Ready:               readiness(reg, usersrpc.Service),
+		Ready:               readiness(reg, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service),
 		InstanceID:          nodeID,
 	})
 	srv := &http.Server{

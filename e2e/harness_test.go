@@ -32,10 +32,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for name, pkg := range map[string]string{
-		"users": "github.com/marketmesh/marketmesh/services/users",
-		"api":   "github.com/marketmesh/marketmesh/api",
-	} {
+	pkgs := map[string]string{"api": "github.com/marketmesh/marketmesh/api"}
+	for _, s := range services {
+		pkgs[s] = "github.com/marketmesh/marketmesh/services/" + s
+	}
+	for name, pkg := range pkgs {
 		args := []string{"build", "-o", filepath.Join(dir, name), pkg}
 		if race {
 			args = append(args[:1], append([]string{"-race"}, args[1:]...)...)
@@ -137,11 +138,15 @@ func (p *proc) raw(sig syscall.Signal) {
 	}
 }
 
-// mesh is a Consul agent, the users service and the api, all real.
+// services are the mesh's service binaries, started in this order before the api.
+var services = []string{"users", "products", "publications", "images"}
+
+// mesh is a Consul agent, every service and the api, all real processes.
 type mesh struct {
 	t      testing.TB
 	consul *meshtest.Agent
-	users  *proc
+	procs  map[string]*proc
+	users  *proc // the same as procs["users"]
 	api    *proc
 	url    string // the api's base URL
 	data   string
@@ -162,28 +167,53 @@ func startMesh(t testing.TB, extraEnv ...string) *mesh {
 		"MARKETMESH_LOG_LEVEL=warn",
 		"USERS_ADDRESS=127.0.0.1:0",
 		"USERS_OPS_ADDRESS=127.0.0.1:0",
+		"PRODUCTS_ADDRESS=127.0.0.1:0",
+		"PRODUCTS_OPS_ADDRESS=127.0.0.1:0",
+		"PRODUCTS_VIEW_FLUSH=200ms",
+		"PUBLICATIONS_ADDRESS=127.0.0.1:0",
+		"PUBLICATIONS_OPS_ADDRESS=127.0.0.1:0",
+		"IMAGES_ADDRESS=127.0.0.1:0",
+		"IMAGES_OPS_ADDRESS=127.0.0.1:0",
+		"IMAGES_HTTP_ADDRESS=127.0.0.1:0",
 		"API_ADDRESS=" + apiAddr,
 		"API_DRAIN_DELAY=100ms",
+		"MARKETMESH_DRAIN_DELAY=100ms",
+		// Race-built binaries on a busy 2-core machine: give optional parts
+		// room, so only a part that is really down is reported missing.
+		"API_PART_TIMEOUT=1s",
 		// Tests log in often; the limiter has a test of its own.
 		"API_LOGIN_PER_MINUTE_IP=100000",
 		"API_LOGIN_PER_MINUTE_EMAIL=100000",
 	}, extraEnv...)
 	m := &mesh{
 		t: t, consul: agent, data: data, url: "http://" + apiAddr,
-		users: &proc{t: t, name: "users", env: common},
+		procs: map[string]*proc{},
 		api:   &proc{t: t, name: "api", env: common},
 	}
+	for _, s := range services {
+		m.procs[s] = &proc{t: t, name: s, env: common}
+	}
+	m.users = m.procs["users"]
 	t.Cleanup(func() {
 		m.api.stop()
-		m.users.resume()
-		m.users.stop()
+		for _, s := range services {
+			m.procs[s].resume()
+			m.procs[s].stop()
+		}
 		if t.Failed() {
-			t.Logf("users log:\n%s\napi log:\n%s", m.users.log.String(), m.api.log.String())
+			for _, s := range services {
+				t.Logf("%s log:\n%s", s, m.procs[s].log.String())
+			}
+			t.Logf("api log:\n%s", m.api.log.String())
 		}
 	})
-	m.users.start()
+	for _, s := range services {
+		m.procs[s].start()
+	}
 	m.api.start()
-	m.consul.WaitPassing(t, "marketmesh.users", 1, 10*time.Second)
+	for _, s := range services {
+		m.consul.WaitPassing(t, "marketmesh."+s, 1, 15*time.Second)
+	}
 	meshtest.Eventually(t, 10*time.Second, func() error {
 		st, _, _ := m.call("GET", "/readyz", "", nil)
 		if st != http.StatusOK {

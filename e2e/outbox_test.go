@@ -31,7 +31,9 @@ func (s *subscriber) seen() ([]usersrpc.UserRegistered, int) {
 }
 
 func TestUserRegisteredReachesASubscriberThatStartsLater(t *testing.T) {
+	t0 := time.Now()
 	m := startMesh(t)
+	t.Logf("mesh up after %v", time.Since(t0).Round(time.Millisecond))
 	// The event is written while nobody subscribes.
 	id, _ := m.signup("gina@example.com")
 
@@ -72,14 +74,16 @@ func TestUserRegisteredReachesASubscriberThatStartsLater(t *testing.T) {
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
+	t1 := time.Now()
 	var got []usersrpc.UserRegistered
-	meshtest.Eventually(t, 15*time.Second, func() error {
+	meshtest.Eventually(t, 30*time.Second, func() error {
 		got, _ = sub.seen()
 		if len(got) == 0 {
 			return errStatus(0, map[string]any{"waiting": "no user.registered yet"})
 		}
 		return nil
 	})
+	t.Logf("the event written before the subscriber existed arrived %v after it started", time.Since(t1).Round(time.Millisecond))
 	if got[0].UserID != id || got[0].Email != "gina@example.com" {
 		t.Fatalf("received %+v, want the registration of %s", got, id)
 	}

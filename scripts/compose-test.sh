@@ -67,8 +67,7 @@ t0=$(date +%s%N)
 say "up: project $project, api on $API_PORT, Consul UI on $CONSUL_UI_PORT"
 compose up -d >/dev/null 2>&1 || fail "compose up"
 wait_healthy 120
-wait_passing marketmesh.users
-wait_passing marketmesh.api
+for s in users products publications images api; do wait_passing "marketmesh.$s"; done
 say "every container healthy and every service passing in Consul after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 docker stats --no-stream --format '    {{.Name}}: {{.MemUsage}}' $(compose ps -q)
 
@@ -79,6 +78,15 @@ token=$(grep -o '"token":"[^"]*"' <<<"$body" | cut -d'"' -f4)
 call GET /v1/users/me "" "$token"; expect 200 me
 grep -q "\"email\":\"$email\"" <<<"$body" || fail "me returned $body"
 say "smoke test passed: register, login, me"
+
+call POST /v1/products '{"name":"Compose Lamp","category":"home/lighting"}' "$token"; expect 201 "create product"
+pid=$(grep -o '"id":"[^"]*"' <<<"$body" | head -1 | cut -d'"' -f4)
+compose stop images >/dev/null 2>&1
+call GET "/v1/products/$pid"; expect 200 "product page with images stopped"
+grep -q '"partial":true' <<<"$body" && grep -q '"unavailable":\["images"\]' <<<"$body" || fail "product page not partial: $body"
+say "images stopped: the product page is 200 partial, unavailable [images]"
+compose start images >/dev/null 2>&1
+wait_healthy 60
 
 compose stop users >/dev/null 2>&1
 for i in 1 2 3 4 5; do

@@ -49,6 +49,9 @@ type Mesh struct {
 	Consul  Consul `yaml:"consul"`
 	RPC     RPC    `yaml:"rpc"`
 	Log     Log    `yaml:"log"`
+	// DrainDelay is the pause between deregistering and stopping, so callers'
+	// registry caches learn an instance is going before it stops answering.
+	DrainDelay Duration `yaml:"drain_delay" env:"MARKETMESH_DRAIN_DELAY"`
 }
 
 // Consul says where the registry and KV store are.
@@ -100,7 +103,8 @@ func Defaults() Mesh {
 			BreakerFailures: 5,
 			BreakerOpenFor:  Duration(5 * time.Second),
 		},
-		Log: Log{Level: "info"},
+		Log:        Log{Level: "info"},
+		DrainDelay: Duration(time.Second),
 	}
 }
 

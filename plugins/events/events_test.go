@@ -155,7 +155,7 @@ func startProducer(t *testing.T, agent *meshtest.Agent) *producer {
 		cancel()
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(15 * time.Second):
 			t.Error("relay did not stop")
 		}
 	})
@@ -375,7 +375,7 @@ func TestRelay(t *testing.T) {
 		want := []string{ev.ID, p.append(t, "dedupe.created", 2, true).ID, p.append(t, "dedupe.created", 3, true).ID}
 		c.waitHandled(t, want)
 		last := want[len(want)-1]
-		meshtest.Eventually(t, 5*time.Second, func() error {
+		meshtest.Eventually(t, 15*time.Second, func() error {
 			if got := p.cursor(t, c.name); got != last {
 				return fmt.Errorf("cursor %q, want %q", got, last)
 			}
@@ -387,7 +387,7 @@ func TestRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.relay.Notify()
-		meshtest.Eventually(t, 5*time.Second, func() error {
+		meshtest.Eventually(t, 15*time.Second, func() error {
 			if got := p.cursor(t, c.name); got != last {
 				return fmt.Errorf("cursor %q after the reset, want %q again", got, last)
 			}

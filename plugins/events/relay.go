@@ -59,7 +59,9 @@ type retryState struct {
 func NewRelay(db *bolt.DB, c client.Client, reg registry.Registry, opts ...RelayOption) *Relay {
 	o := RelayOptions{
 		Poll: time.Second, Discover: 5 * time.Second, Retention: 7 * 24 * time.Hour,
-		Batch: 100, MaxBackoff: 30 * time.Second, Prefix: "marketmesh.",
+		// A failing subscriber is retried at least every 5 s: one RPC per
+		// subscriber costs little, and a recovered one is served promptly.
+		Batch: 100, MaxBackoff: 5 * time.Second, Prefix: "marketmesh.",
 	}
 	for _, opt := range opts {
 		opt(&o)

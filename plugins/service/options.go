@@ -32,7 +32,7 @@ func DrainDelay(d time.Duration) Option { return func(o *Options) { o.DrainDelay
 func CheckPath(p string) Option { return func(o *Options) { o.CheckPath = p } }
 
 func newOptions(name string, mesh config.Mesh, srv config.Server, opts ...Option) Options {
-	o := Options{Name: name, Version: "dev", Mesh: mesh, Server: srv, DrainDelay: time.Second, CheckPath: "/readyz"}
+	o := Options{Name: name, Version: "dev", Mesh: mesh, Server: srv, DrainDelay: mesh.DrainDelay.D(), CheckPath: "/readyz"}
 	for _, opt := range opts {
 		opt(&o)
 	}

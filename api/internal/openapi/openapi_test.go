@@ -1,7 +1,9 @@
 package openapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +13,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/marketmesh/marketmesh/plugins/money"
+	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
+	"github.com/marketmesh/marketmesh/services/products/productsrpc"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 const errorRef = "#/components/schemas/Error"
@@ -41,6 +50,10 @@ func TestDocumentValid(t *testing.T) {
 	for _, name := range []string{
 		"Error", "User", "PublicProfile", "LoginResponse", "WishlistItem", "BankAccount",
 		"Device", "NotificationPreferences", "WishlistItemList", "BankAccountList", "DeviceList",
+		"WishlistEntry", "SellerProfile", "Money", "Product", "ProductList", "ProductPage", "Category",
+		"CategoryTree", "Publication", "PublicationList", "PublicationPage", "ImageView", "ImageViewList",
+		"CreateProductRequest", "UpdateProductRequest", "CreatePublicationRequest", "UpdatePublicationRequest",
+		"UploadImageRequest",
 	} {
 		if doc.Components.Schemas[name] == nil {
 			t.Errorf("components.schemas.%s missing", name)
@@ -74,6 +87,21 @@ func codes(groups ...[]int) []int {
 	return slices.Compact(out)
 }
 
+// bodyMedia names the routes whose request body is not application/json.
+var bodyMedia = map[string]string{
+	"POST /v1/images": "multipart/form-data",
+}
+
+// aggregated are the reads that combine several services: 200 with
+// "partial" and "unavailable" when an optional part is down, 503 when the
+// core part is.
+var aggregated = []string{
+	"GET /v1/products/{id}",
+	"GET /v1/publications/{id}",
+	"GET /v1/users/{id}",
+	"GET /v1/users/me/wishlist",
+}
+
 // routes is the API's specification, from which the document must not drift.
 var routes = []route{
 	{"POST", "/v1/auth/register", false, codes([]int{201, 409, 429}, body, failures)},
@@ -92,6 +120,21 @@ var routes = []route{
 	{"DELETE", "/v1/users/me/devices/{token}", true, codes([]int{204, 401, 404}, failures)},
 	{"GET", "/v1/users/me/notification-preferences", true, codes([]int{200, 401}, failures)},
 	{"PUT", "/v1/users/me/notification-preferences", true, codes([]int{200, 401}, body, failures)},
+	{"POST", "/v1/products", true, codes([]int{201, 401}, body, failures)},
+	{"GET", "/v1/products", false, codes([]int{200, 400}, failures)},
+	{"GET", "/v1/products/{id}", false, codes([]int{200, 404}, failures)},
+	{"PATCH", "/v1/products/{id}", true, codes([]int{200, 401, 403, 404}, body, failures)},
+	{"DELETE", "/v1/products/{id}", true, codes([]int{204, 401, 403, 404}, failures)},
+	{"GET", "/v1/categories", false, codes([]int{200}, failures)},
+	{"POST", "/v1/publications", true, codes([]int{201, 401}, body, failures)},
+	{"GET", "/v1/publications", false, codes([]int{200, 400}, failures)},
+	{"GET", "/v1/publications/{id}", false, codes([]int{200, 404}, failures)},
+	{"PATCH", "/v1/publications/{id}", true, codes([]int{200, 401, 403, 404, 409}, body, failures)},
+	{"POST", "/v1/images", true, codes([]int{201, 401, 403}, body, failures)},
+	{"GET", "/v1/images", false, codes([]int{200, 400}, failures)},
+	{"GET", "/v1/images/{id}", false, codes([]int{200, 304, 404}, failures)},
+	{"GET", "/v1/images/{id}/thumbnail", false, codes([]int{200, 304, 404}, failures)},
+	{"DELETE", "/v1/images/{id}", true, codes([]int{204, 401, 403, 404}, failures)},
 	{"GET", "/healthz", false, []int{200}},
 	{"GET", "/readyz", false, []int{200, 503}},
 	{"GET", "/metrics", false, []int{200}},
@@ -191,13 +234,18 @@ func TestOperations(t *testing.T) {
 			if !slices.Equal(got, r.codes) {
 				t.Errorf("status codes = %v, want %v", got, r.codes)
 			}
-			// The health, metrics and docs routes have no client errors.
-			if strings.HasPrefix(r.path, "/v1/") && !fourXX {
+			// The health, metrics and docs routes have no client errors;
+			// every /v1 route has at least one, except the category tree.
+			if strings.HasPrefix(r.path, "/v1/") && r.path != "/v1/categories" && !fourXX {
 				t.Error("no 4xx response using the Error schema")
 			}
 
 			if slices.Contains(r.codes, 422) {
-				checkRequestBody(t, op)
+				media := bodyMedia[r.method+" "+r.path]
+				if media == "" {
+					media = "application/json"
+				}
+				checkRequestBody(t, op, media)
 			} else if op.RequestBody != nil {
 				t.Error("unexpected request body")
 			}
@@ -222,14 +270,15 @@ func usesError(r *openapi3.Response) bool {
 	return mt != nil && mt.Schema != nil && mt.Schema.Ref == errorRef
 }
 
-func checkRequestBody(t *testing.T, op *openapi3.Operation) {
+func checkRequestBody(t *testing.T, op *openapi3.Operation, media string) {
 	t.Helper()
 	if op.RequestBody == nil || !op.RequestBody.Value.Required {
 		t.Fatal("request body missing or not required")
 	}
-	mt := op.RequestBody.Value.Content.Get("application/json")
-	if mt == nil || mt.Schema == nil {
-		t.Fatal("request body has no application/json schema")
+	content := op.RequestBody.Value.Content
+	mt := content[media]
+	if mt == nil || mt.Schema == nil || len(content) != 1 {
+		t.Fatalf("request body must have exactly one schema, for %s", media)
 	}
 	s := mt.Schema.Value
 	if !s.Type.Is("object") || s.AdditionalProperties.Has == nil || *s.AdditionalProperties.Has {
@@ -258,7 +307,7 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 		{"register missing email", requestSchema(t, doc, "POST", "/v1/auth/register"), `{"password":"12345678","name":"A"}`, false},
 		{"register long name", requestSchema(t, doc, "POST", "/v1/auth/register"), `{"email":"a@example.com","password":"12345678","name":"` + strings.Repeat("x", 101) + `"}`, false},
 		{"login missing password", requestSchema(t, doc, "POST", "/v1/auth/login"), `{"email":"a@example.com"}`, false},
-		{"patch me empty", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{}`, true},
+		{"patch me empty", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{}`, false},
 		{"patch me clear phone", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":""}`, true},
 		{"patch me phone", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+4915112345678"}`, true},
 		{"patch me phone no plus", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"4915112345678"}`, false},
@@ -276,6 +325,62 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 		{"device empty token", requestSchema(t, doc, "POST", "/v1/users/me/devices"), `{"token":"","platform":"web"}`, false},
 		{"prefs ok", requestSchema(t, doc, "PUT", "/v1/users/me/notification-preferences"), `{"email":true,"push":false}`, true},
 		{"prefs partial", requestSchema(t, doc, "PUT", "/v1/users/me/notification-preferences"), `{"email":true}`, false},
+		{"product ok", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"Pixel 8","category":"electronics/phones","brand":"Google","attributes":{"color":"black"}}`, true},
+		{"product minimal", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"phones"}`, true},
+		{"product missing category", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"Pixel 8"}`, false},
+		{"product blank name", requestSchema(t, doc, "POST", "/v1/products"), `{"name":" ","category":"phones"}`, false},
+		{"product long name", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"` + strings.Repeat("x", 201) + `","category":"phones"}`, false},
+		{"product long description", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"phones","description":"` + strings.Repeat("x", 5001) + `"}`, false},
+		{"product long brand", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"phones","brand":"` + strings.Repeat("x", 101) + `"}`, false},
+		{"product category upper case", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"Electronics/phones"}`, false},
+		{"product category 4 segments", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"a/b-2/c/d"}`, true},
+		{"product category 5 segments", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"a/b/c/d/e"}`, false},
+		{"product category empty segment", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"a//b"}`, false},
+		{"product category trailing slash", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"a/"}`, false},
+		{"product attribute not a string", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"a","attributes":{"ram":8}}`, false},
+		{"product 50 attributes", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"a","attributes":` + attrs(50) + `}`, true},
+		{"product 51 attributes", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"a","attributes":` + attrs(51) + `}`, false},
+		{"product unknown field", requestSchema(t, doc, "POST", "/v1/products"), `{"name":"P","category":"a","price":1}`, false},
+		{"patch product one field", requestSchema(t, doc, "PATCH", "/v1/products/{id}"), `{"brand":""}`, true},
+		{"patch product empty", requestSchema(t, doc, "PATCH", "/v1/products/{id}"), `{}`, false},
+		{"patch product creator", requestSchema(t, doc, "PATCH", "/v1/products/{id}"), `{"creator_id":"x"}`, false},
+		{"publication ok", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":1999,"currency":"USD"},"quantity":0,"condition":"new"}`, true},
+		{"publication missing quantity", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":1999,"currency":"USD"},"condition":"used"}`, false},
+		{"publication condition", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":1999,"currency":"USD"},"quantity":1,"condition":"refurbished"}`, false},
+		{"publication quantity too large", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":1999,"currency":"USD"},"quantity":1000001,"condition":"new"}`, false},
+		{"publication price zero", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":0,"currency":"USD"},"quantity":1,"condition":"new"}`, false},
+		{"publication price decimal", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":19.99,"currency":"USD"},"quantity":1,"condition":"new"}`, false},
+		{"publication price as number", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":1999,"quantity":1,"condition":"new"}`, false},
+		{"publication price extra field", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":1,"currency":"USD","display":"0.01"},"quantity":1,"condition":"new"}`, false},
+		{"publication currency", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":1,"currency":"usd"},"quantity":1,"condition":"new"}`, false},
+		{"publication seller_id", requestSchema(t, doc, "POST", "/v1/publications"), `{"product_id":"p1","title":"T","price":{"amount":1,"currency":"USD"},"quantity":1,"condition":"new","seller_id":"x"}`, false},
+		{"patch publication close", requestSchema(t, doc, "PATCH", "/v1/publications/{id}"), `{"status":"closed"}`, true},
+		{"patch publication price", requestSchema(t, doc, "PATCH", "/v1/publications/{id}"), `{"price":{"amount":2500,"currency":"EUR"},"quantity":7}`, true},
+		{"patch publication status", requestSchema(t, doc, "PATCH", "/v1/publications/{id}"), `{"status":"deleted"}`, false},
+		{"patch publication negative quantity", requestSchema(t, doc, "PATCH", "/v1/publications/{id}"), `{"quantity":-1}`, false},
+		{"patch publication empty", requestSchema(t, doc, "PATCH", "/v1/publications/{id}"), `{}`, false},
+		{"patch publication title", requestSchema(t, doc, "PATCH", "/v1/publications/{id}"), `{"title":"T"}`, false},
+		{"upload ok", formSchema(t, doc), `{"owner_type":"product","owner_id":"01HZX3M5Q8R6Y2T4V7W9K1N3P5","file":"..."}`, true},
+		{"upload owner type", formSchema(t, doc), `{"owner_type":"order","owner_id":"o1","file":"..."}`, false},
+		{"upload owner id slash", formSchema(t, doc), `{"owner_type":"user","owner_id":"a/b","file":"..."}`, false},
+		{"upload without file", formSchema(t, doc), `{"owner_type":"user","owner_id":"u1"}`, false},
+		{"upload extra field", formSchema(t, doc), `{"owner_type":"user","owner_id":"u1","file":"...","caption":"c"}`, false},
+		{"product page partial", schema(doc, "ProductPage"), `{"product":` + productJSON + `,"images":[],"publications":[],"partial":true,"unavailable":["images","publications"]}`, true},
+		{"product page unknown part", schema(doc, "ProductPage"), `{"product":` + productJSON + `,"images":[],"publications":[],"partial":true,"unavailable":["seller"]}`, false},
+		{"product page without product", schema(doc, "ProductPage"), `{"product":null,"images":[],"publications":[],"partial":false,"unavailable":[]}`, false},
+		{"publication page partial", schema(doc, "PublicationPage"), `{"publication":` + publicationJSON + `,"product":null,"images":[],"seller":null,"partial":true,"unavailable":["product","seller"]}`, true},
+		{"publication page whole", schema(doc, "PublicationPage"), `{"publication":` + publicationJSON + `,"product":` + productJSON + `,"images":[` + imageJSON + `],"seller":{"id":"u1","name":"A","member_since":"2024-05-01T12:00:00Z"},"partial":false,"unavailable":[]}`, true},
+		{"publication page without publication", schema(doc, "PublicationPage"), `{"publication":null,"product":null,"images":[],"seller":null,"partial":true,"unavailable":[]}`, false},
+		{"publication page bad seller", schema(doc, "PublicationPage"), `{"publication":` + publicationJSON + `,"product":null,"images":[],"seller":{"id":"u1"},"partial":true,"unavailable":["product"]}`, false},
+		{"seller profile", schema(doc, "SellerProfile"), `{"id":"u1","name":"A","member_since":"2024-05-01T12:00:00Z","publication_count":3,"partial":false,"unavailable":[]}`, true},
+		{"seller profile partial", schema(doc, "SellerProfile"), `{"id":"u1","name":"A","member_since":"2024-05-01T12:00:00Z","publication_count":null,"partial":true,"unavailable":["publications"]}`, true},
+		{"seller profile without count", schema(doc, "SellerProfile"), `{"id":"u1","name":"A","member_since":"2024-05-01T12:00:00Z","partial":false,"unavailable":[]}`, false},
+		{"wishlist page", schema(doc, "WishlistItemList"), `{"items":[{"publication_id":"p1","added_at":"2024-05-01T12:00:00Z","title":"T","price":{"amount":1,"currency":"USD"},"active":true,"image":` + imageJSON + `},{"publication_id":"p2","added_at":"2024-05-01T12:00:00Z","active":false}],"next_page_token":"","partial":true,"unavailable":["images"]}`, true},
+		{"wishlist page without partial", schema(doc, "WishlistItemList"), `{"items":[],"next_page_token":""}`, false},
+		{"wishlist entry bad price", schema(doc, "WishlistEntry"), `{"publication_id":"p1","added_at":"2024-05-01T12:00:00Z","price":19.99}`, false},
+		{"category tree", schema(doc, "CategoryTree"), `{"categories":[{"name":"electronics","path":"electronics","count":3,"children":[{"name":"phones","path":"electronics/phones","count":3,"children":[]}]}]}`, true},
+		{"category tree deep error", schema(doc, "CategoryTree"), `{"categories":[{"name":"electronics","path":"electronics","count":3,"children":[{"name":"phones","path":"electronics/phones","count":"3","children":[]}]}]}`, false},
+		{"image bad content type", schema(doc, "ImageView"), strings.Replace(imageJSON, "image/png", "image/svg+xml", 1), false},
 		{"error ok", errSchema, `{"error":{"code":"not_found","message":"m","request_id":"r"}}`, true},
 		{"error bad code", errSchema, `{"error":{"code":"teapot","message":"m","request_id":"r"}}`, false},
 		{"error flat", errSchema, `{"code":"not_found","message":"m","request_id":"r"}`, false},
@@ -289,6 +394,241 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 			err := c.schema.VisitJSON(v)
 			if (err == nil) != c.ok {
 				t.Errorf("VisitJSON(%s) = %v, want ok=%v", c.body, err, c.ok)
+			}
+		})
+	}
+}
+
+// Response samples for TestSchemasAcceptAndReject.
+const (
+	productJSON     = `{"id":"p1","name":"Pixel 8","description":"","category":"electronics/phones","brand":"","attributes":{},"creator_id":"u1","view_count":0,"lowest_prices":[{"amount":49900,"currency":"USD"}],"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`
+	publicationJSON = `{"id":"pub1","seller_id":"u1","product_id":"p1","title":"T","price":{"amount":49900,"currency":"USD"},"quantity":2,"reserved":0,"condition":"new","status":"active","created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`
+	imageJSON       = `{"id":"i1","owner_type":"product","owner_id":"p1","uploader_id":"u1","content_type":"image/png","bytes":1024,"width":64,"height":48,"sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","created_at":"2024-05-01T12:00:00Z","url":"/v1/images/i1","thumbnail_url":"/v1/images/i1/thumbnail"}`
+)
+
+// attrs returns a JSON object of n string attributes.
+func attrs(n int) string {
+	m := map[string]string{}
+	for i := range n {
+		m["k"+strconv.Itoa(i)] = "v"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func schema(doc *openapi3.T, name string) *openapi3.Schema {
+	return doc.Components.Schemas[name].Value
+}
+
+// formSchema returns the multipart request body schema of POST /v1/images.
+func formSchema(t *testing.T, doc *openapi3.T) *openapi3.Schema {
+	t.Helper()
+	return doc.Paths.Find("/v1/images").Post.RequestBody.Value.Content.Get("multipart/form-data").Schema.Value
+}
+
+// response returns the schema of an operation's JSON response with the given code.
+func response(t *testing.T, doc *openapi3.T, method, path string, code int) *openapi3.Schema {
+	t.Helper()
+	resp := doc.Paths.Find(path).GetOperation(method).Responses.Status(code)
+	if resp == nil {
+		t.Fatalf("%s %s: no %d response", method, path, code)
+	}
+	mt := resp.Value.Content.Get("application/json")
+	if mt == nil || mt.Schema == nil {
+		t.Fatalf("%s %s: %d has no application/json schema", method, path, code)
+	}
+	return mt.Schema.Value
+}
+
+func TestAggregatedReads(t *testing.T) {
+	doc := loadDoc(t)
+	for _, route := range aggregated {
+		t.Run(route, func(t *testing.T) {
+			method, path, _ := strings.Cut(route, " ")
+			op := doc.Paths.Find(path).GetOperation(method)
+			for _, word := range []string{"partial", "unavailable", "503", "core part", "optional part"} {
+				if !strings.Contains(op.Description, word) {
+					t.Errorf("description does not mention %q", word)
+				}
+			}
+			if op.Responses.Status(503) == nil {
+				t.Error("no 503 response")
+			}
+			s := response(t, doc, method, path, 200)
+			for _, f := range []string{"partial", "unavailable"} {
+				if !slices.Contains(s.Required, f) {
+					t.Errorf("200 schema does not require %q", f)
+				}
+			}
+			if p := s.Properties["partial"]; p == nil || !p.Value.Type.Is("boolean") {
+				t.Error("partial is not a boolean")
+			}
+			u := s.Properties["unavailable"]
+			if u == nil || !u.Value.Type.Is("array") || u.Value.Items == nil || len(u.Value.Items.Value.Enum) == 0 {
+				t.Error("unavailable is not an array of part names")
+			}
+		})
+	}
+}
+
+// TestUploadFieldOrder checks that the form lists owner_type and owner_id
+// before file: the api refuses a file that comes first, and Swagger UI sends
+// the fields in the order the schema lists them.
+func TestUploadFieldOrder(t *testing.T) {
+	var raw struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(Document(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := objectKeys(raw.Components.Schemas["UploadImageRequest"].Properties)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"owner_type", "owner_id", "file"}; !slices.Equal(keys, want) {
+		t.Errorf("form fields in order %v, want %v", keys, want)
+	}
+	doc := loadDoc(t)
+	s := formSchema(t, doc)
+	if f := s.Properties["file"]; f == nil || !f.Value.Type.Is("string") || f.Value.Format != "binary" {
+		t.Error("file is not a binary string")
+	}
+	enc := doc.Paths.Find("/v1/images").Post.RequestBody.Value.Content.Get("multipart/form-data").Encoding["file"]
+	if enc == nil || !strings.Contains(enc.ContentType, "image/webp") {
+		t.Error("file encoding does not list the image types")
+	}
+}
+
+// objectKeys returns the keys of a JSON object in document order.
+func objectKeys(obj json.RawMessage) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object: %s", obj)
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tok.(string))
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+func TestImageDownloads(t *testing.T) {
+	doc := loadDoc(t)
+	for path, types := range map[string][]string{
+		"/v1/images/{id}":           {"image/gif", "image/jpeg", "image/png", "image/webp"},
+		"/v1/images/{id}/thumbnail": {"image/jpeg", "image/png"},
+	} {
+		t.Run(path, func(t *testing.T) {
+			op := doc.Paths.Find(path).Get
+			var inm bool
+			for _, p := range op.Parameters {
+				if p.Value.In == "header" && p.Value.Name == "If-None-Match" {
+					inm = true
+				}
+			}
+			if !inm {
+				t.Error("no If-None-Match header parameter")
+			}
+			ok := op.Responses.Status(200).Value
+			var got []string
+			for ct, mt := range ok.Content {
+				got = append(got, ct)
+				if mt.Schema == nil || !mt.Schema.Value.Type.Is("string") || mt.Schema.Value.Format != "binary" {
+					t.Errorf("%s is not a binary string", ct)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, types) {
+				t.Errorf("200 content types = %v, want %v", got, types)
+			}
+			for _, h := range []string{"ETag", "Cache-Control", "Content-Length"} {
+				if ok.Headers[h] == nil {
+					t.Errorf("200 lacks the %s header", h)
+				}
+			}
+			cc := ok.Headers["Cache-Control"]
+			if cc == nil || !slices.Contains(cc.Value.Schema.Value.Enum, any("public, max-age=31536000, immutable")) {
+				t.Error("Cache-Control is not public, max-age=31536000, immutable")
+			}
+			nm := op.Responses.Status(304).Value
+			if len(nm.Content) != 0 || nm.Headers["ETag"] == nil {
+				t.Error("304 must have an ETag and no body")
+			}
+		})
+	}
+}
+
+func TestCreatedResourcesHaveLocation(t *testing.T) {
+	doc := loadDoc(t)
+	for _, path := range []string{"/v1/products", "/v1/publications", "/v1/images"} {
+		if doc.Paths.Find(path).Post.Responses.Status(201).Value.Headers["Location"] == nil {
+			t.Errorf("POST %s: 201 has no Location header", path)
+		}
+	}
+}
+
+// TestSchemasMatchGoTypes encodes the services' contract types and checks
+// the document's schemas accept them, so a renamed or retyped field fails.
+func TestSchemasMatchGoTypes(t *testing.T) {
+	doc := loadDoc(t)
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	price := money.Money{Amount: 1999, Currency: "USD"}
+	product := productsrpc.Product{ID: "p1", Name: "Pixel 8", Category: "electronics/phones", Brand: "Google",
+		Attributes: map[string]string{"color": "black"}, CreatorID: "u1", ViewCount: 3,
+		LowestPrices: []money.Money{price}, CreatedAt: at, UpdatedAt: at}
+	publication := publicationsrpc.Publication{ID: "pub1", SellerID: "u1", ProductID: "p1", Title: "T", Price: price,
+		Quantity: 2, Reserved: 1, Condition: publicationsrpc.ConditionUsed, Status: publicationsrpc.StatusPaused, CreatedAt: at, UpdatedAt: at}
+	image := imagesrpc.Image{ID: "i1", OwnerType: imagesrpc.OwnerPublication, OwnerID: "pub1", UploaderID: "u1",
+		ContentType: "image/webp", Bytes: 2048, Width: 640, Height: 480, SHA256: strings.Repeat("ab", 32), CreatedAt: at}
+	view := struct {
+		imagesrpc.Image
+		URL          string `json:"url"`
+		ThumbnailURL string `json:"thumbnail_url"`
+	}{image, "/v1/images/i1", "/v1/images/i1/thumbnail"}
+	leaf := productsrpc.Category{Name: "phones", Path: "electronics/phones", Count: 1, Children: []productsrpc.Category{}}
+	tree := productsrpc.CategoriesResponse{Categories: []productsrpc.Category{{Name: "electronics", Path: "electronics", Count: 1, Children: []productsrpc.Category{leaf}}}}
+	profile := usersrpc.PublicProfile{ID: "u1", Name: "Ada", MemberSince: at}
+
+	for _, c := range []struct {
+		schema string
+		value  any
+	}{
+		{"Money", price},
+		{"Product", product},
+		{"ProductList", productsrpc.SearchResponse{Items: []productsrpc.Product{product}, NextPageToken: "n"}},
+		{"CategoryTree", tree},
+		{"Publication", publication},
+		{"PublicationList", publicationsrpc.SearchResponse{Items: []publicationsrpc.Publication{publication}}},
+		{"ImageView", view},
+		{"PublicProfile", profile},
+		{"ProductPage", map[string]any{"product": product, "images": []any{view}, "publications": []any{publication}, "partial": false, "unavailable": []string{}}},
+		{"PublicationPage", map[string]any{"publication": publication, "product": product, "images": []any{}, "seller": profile, "partial": false, "unavailable": []string{}}},
+		{"CreateProductRequest", productsrpc.CreateRequest{Name: "P", Category: "phones", Attributes: map[string]string{}}},
+		{"CreatePublicationRequest", publicationsrpc.CreateRequest{ProductID: "p1", Title: "T", Price: price, Quantity: 1, Condition: "new"}},
+	} {
+		t.Run(c.schema, func(t *testing.T) {
+			b, err := json.Marshal(c.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v any
+			if err := json.Unmarshal(b, &v); err != nil {
+				t.Fatal(err)
+			}
+			if err := schema(doc, c.schema).VisitJSON(v); err != nil {
+				t.Errorf("%s rejects %s: %v", c.schema, b, err)
 			}
 		})
 	}

@@ -99,8 +99,16 @@ func TestPublicRoutesNeedNoToken(t *testing.T) {
 			t.Errorf("%s %s = %d: %s", r.method, r.path, rec.Code, rec.Body)
 		}
 	}
+	// The public profile composes the users profile and the publication count.
 	calls := ta.users.Calls()
-	if len(calls) != 1 || calls[0].Endpoint != "Users.Profile" || calls[0].Caller != "" {
-		t.Errorf("calls = %+v, want one anonymous Users.Profile", calls)
+	seen := map[string]bool{}
+	for _, c := range calls {
+		seen[c.Endpoint] = true
+		if c.Caller != "" {
+			t.Errorf("call %s carries caller %q on a public route", c.Endpoint, c.Caller)
+		}
+	}
+	if len(calls) != 2 || !seen["Users.Profile"] || !seen["Publications.Count"] {
+		t.Errorf("calls = %+v, want anonymous Users.Profile and Publications.Count", calls)
 	}
 }

@@ -22,6 +22,9 @@ import (
 	"github.com/marketmesh/marketmesh/api/internal/server"
 	"github.com/marketmesh/marketmesh/plugins/auth"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
+	"github.com/marketmesh/marketmesh/services/products/productsrpc"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
@@ -87,13 +90,42 @@ func (f *fakeUsers) Calls() []fakeCall {
 	return append([]fakeCall(nil), f.calls...)
 }
 
-// testAPI is a server over a fake users service.
+// fakeBlobs stands in for the images service's HTTP endpoint: uploads get
+// 201 with an image, reads get the bytes (304 when If-None-Match matches).
+type fakeBlobs struct {
+	mu       sync.Mutex
+	uploaded []byte
+}
+
+func (f *fakeBlobs) Do(_ context.Context, _ string, r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	switch {
+	case r.Method == http.MethodPost:
+		b, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.uploaded = b
+		f.mu.Unlock()
+		rec.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(rec).Encode(imagesrpc.Image{ID: "img-1", OwnerType: r.URL.Query().Get("owner_type"),
+			OwnerID: r.URL.Query().Get("owner_id"), UploaderID: r.URL.Query().Get("uploader_id"), ContentType: "image/png", Bytes: int64(len(b))})
+	case r.Header.Get("If-None-Match") == `"abc"`:
+		rec.WriteHeader(http.StatusNotModified)
+	default:
+		rec.Header().Set("Content-Type", "image/png")
+		rec.Header().Set("ETag", `"abc"`)
+		_, _ = rec.WriteString("PNGBYTES")
+	}
+	return rec.Result(), nil
+}
+
+// testAPI is a server over fake services.
 type testAPI struct {
 	api    *server.API
 	h      http.Handler
 	signer *auth.Signer
 	key    ed25519.PrivateKey
-	users  *fakeUsers
+	users  *fakeUsers // every contract's client shares this fake
+	blobs  *fakeBlobs
 }
 
 func newKey(t *testing.T) ed25519.PrivateKey {
@@ -109,8 +141,13 @@ func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 	t.Helper()
 	key := newKey(t)
 	users := &fakeUsers{}
+	blobs := &fakeBlobs{}
 	o := server.Options{
 		Users:               usersrpc.NewClient(users),
+		Products:            productsrpc.NewClient(users),
+		Publications:        publicationsrpc.NewClient(users),
+		Images:              imagesrpc.NewClient(users),
+		Blobs:               blobs,
 		Signer:              auth.NewSigner(key),
 		LoginPerMinuteIP:    1000,
 		LoginPerMinuteEmail: 1000,
@@ -120,7 +157,7 @@ func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 		opt(&o)
 	}
 	a := server.New(o)
-	return &testAPI{api: a, h: a.Handler(), signer: o.Signer, key: key, users: users}
+	return &testAPI{api: a, h: a.Handler(), signer: o.Signer, key: key, users: users, blobs: blobs}
 }
 
 // token returns a valid bearer token for uid.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/marketmesh/marketmesh/api/internal/openapi"
+	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
@@ -66,10 +67,22 @@ func TestEveryRouteIsServed(t *testing.T) {
 		"POST /v1/users/me/bank-accounts":           `{"holder":"Ada","bank":"DB","account_number":"12345678","currency":"EUR"}`,
 		"POST /v1/users/me/devices":                 `{"token":"tok-1","platform":"ios"}`,
 		"PUT /v1/users/me/notification-preferences": `{"email":true,"push":false}`,
+		"POST /v1/products":                         `{"name":"Lamp","category":"home/lighting"}`,
+		"PATCH /v1/products/{id}":                   `{"name":"Lamp 2"}`,
+		"POST /v1/publications":                     `{"product_id":"p1","title":"Lamp","price":{"amount":1999,"currency":"USD"},"quantity":1,"condition":"new"}`,
+		"PATCH /v1/publications/{id}":               `{"quantity":2}`,
+		"POST /v1/images":                           "--B\r\nContent-Disposition: form-data; name=\"owner_type\"\r\n\r\nproduct\r\n--B\r\nContent-Disposition: form-data; name=\"owner_id\"\r\n\r\np1\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\nPNG\r\n--B--\r\n",
 	}
+	headers := map[string]map[string]string{
+		"POST /v1/images": {"Content-Type": "multipart/form-data; boundary=B"},
+	}
+	queries := map[string]string{"GET /v1/images": "?owner_type=product&owner_id=p1"}
 	ta.users.answer = func(endpoint string, _ any) (any, error) {
-		if endpoint == "Users.Authenticate" || endpoint == "Users.Register" {
+		switch endpoint {
+		case "Users.Authenticate", "Users.Register":
 			return &usersrpc.User{ID: "01HCALLER", Email: "ada@example.com"}, nil
+		case "Products.Get":
+			return &productsrpc.Product{ID: "p1", CreatorID: "01HCALLER"}, nil
 		}
 		return nil, nil
 	}
@@ -77,7 +90,7 @@ func TestEveryRouteIsServed(t *testing.T) {
 	for _, route := range ta.api.Routes() {
 		t.Run(route, func(t *testing.T) {
 			method, path, _ := strings.Cut(route, " ")
-			rec := ta.do(t, req{method: method, path: fill.Replace(path), body: bodies[route], bearer: tok})
+			rec := ta.do(t, req{method: method, path: fill.Replace(path) + queries[route], body: bodies[route], header: headers[route], bearer: tok})
 			if rec.Code < 200 || rec.Code > 299 {
 				t.Fatalf("status = %d, want 2xx; body %s", rec.Code, rec.Body)
 			}

@@ -17,14 +17,25 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/auth"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
+	"github.com/marketmesh/marketmesh/services/products/productsrpc"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 // Options configure the api.
 type Options struct {
-	Users   *usersrpc.Client
-	Signer  *auth.Signer
-	MaxBody int64 // request body limit in bytes
+	Users        *usersrpc.Client
+	Products     *productsrpc.Client
+	Publications *publicationsrpc.Client
+	Images       *imagesrpc.Client
+	// Blobs reaches the images service's HTTP endpoint (uploads and bytes):
+	// rpcclient.HTTP in production.
+	Blobs BlobClient
+	// PartTimeout bounds each optional part of an aggregated read.
+	PartTimeout time.Duration
+	Signer      *auth.Signer
+	MaxBody     int64 // request body limit in bytes
 	// LoginPerMinuteIP and LoginPerMinuteEmail bound login attempts
 	// (default 60 and 10; zero means the default, not "refuse every login").
 	LoginPerMinuteIP, LoginPerMinuteEmail int
@@ -39,13 +50,22 @@ type Options struct {
 
 // API is the public HTTP handler.
 type API struct {
-	opts    Options
-	users   *usersrpc.Client
-	signer  *auth.Signer
-	limiter *loginLimiter
-	metrics *httpMetrics
-	mux     *http.ServeMux
-	routes  []route
+	opts         Options
+	users        *usersrpc.Client
+	products     *productsrpc.Client
+	publications *publicationsrpc.Client
+	images       *imagesrpc.Client
+	blobs        BlobClient
+	signer       *auth.Signer
+	limiter      *loginLimiter
+	metrics      *httpMetrics
+	mux          *http.ServeMux
+	routes       []route
+}
+
+// BlobClient sends a request to a healthy node of service's HTTP endpoint.
+type BlobClient interface {
+	Do(ctx context.Context, service string, req *http.Request) (*http.Response, error)
 }
 
 // handlerFunc is a route handler; a returned error is written in the error shape.
@@ -73,13 +93,20 @@ func New(o Options) *API {
 	if o.Metrics == nil {
 		o.Metrics = prometheus.DefaultRegisterer
 	}
+	if o.PartTimeout <= 0 {
+		o.PartTimeout = 300 * time.Millisecond
+	}
 	a := &API{
-		opts:    o,
-		users:   o.Users,
-		signer:  o.Signer,
-		limiter: newLoginLimiter(o.LoginPerMinuteIP, o.LoginPerMinuteEmail),
-		metrics: newHTTPMetrics(o.Metrics),
-		mux:     http.NewServeMux(),
+		opts:         o,
+		users:        o.Users,
+		products:     o.Products,
+		publications: o.Publications,
+		images:       o.Images,
+		blobs:        o.Blobs,
+		signer:       o.Signer,
+		limiter:      newLoginLimiter(o.LoginPerMinuteIP, o.LoginPerMinuteEmail),
+		metrics:      newHTTPMetrics(o.Metrics),
+		mux:          http.NewServeMux(),
 	}
 	a.routes = []route{
 		{"POST", "/v1/auth/register", false, a.register},
@@ -98,6 +125,21 @@ func New(o Options) *API {
 		{"DELETE", "/v1/users/me/devices/{token}", true, a.removeDevice},
 		{"GET", "/v1/users/me/notification-preferences", true, a.preferences},
 		{"PUT", "/v1/users/me/notification-preferences", true, a.setPreferences},
+		{"POST", "/v1/products", true, a.createProduct},
+		{"GET", "/v1/products", false, a.searchProducts},
+		{"GET", "/v1/products/{id}", false, a.getProduct},
+		{"PATCH", "/v1/products/{id}", true, a.updateProduct},
+		{"DELETE", "/v1/products/{id}", true, a.deleteProduct},
+		{"GET", "/v1/categories", false, a.categories},
+		{"POST", "/v1/publications", true, a.createPublication},
+		{"GET", "/v1/publications", false, a.searchPublications},
+		{"GET", "/v1/publications/{id}", false, a.getPublication},
+		{"PATCH", "/v1/publications/{id}", true, a.updatePublication},
+		{"POST", "/v1/images", true, a.uploadImage},
+		{"GET", "/v1/images", false, a.listImages},
+		{"GET", "/v1/images/{id}", false, a.imageBytes},
+		{"GET", "/v1/images/{id}/thumbnail", false, a.thumbnailBytes},
+		{"DELETE", "/v1/images/{id}", true, a.deleteImage},
 		{"GET", "/healthz", false, a.healthz},
 		{"GET", "/readyz", false, a.readyz},
 	}

@@ -1,8 +1,14 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"time"
+
+	"github.com/marketmesh/marketmesh/api/internal/fanout"
+	"github.com/marketmesh/marketmesh/plugins/money"
+	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 
 	"github.com/marketmesh/marketmesh/plugins/apierror"
 	"github.com/marketmesh/marketmesh/services/users/usersrpc"
@@ -97,13 +103,57 @@ func (a *API) updateMe(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// sellerProfile is GET /v1/users/{id}: the public profile and how many
+// active publications the user has.
+type sellerProfile struct {
+	usersrpc.PublicProfile
+	PublicationCount *int64   `json:"publication_count"` // null when publications is unavailable
+	Partial          bool     `json:"partial"`
+	Unavailable      []string `json:"unavailable"`
+}
+
 func (a *API) profile(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.users.Profile(r.Context(), r.PathValue("id"))
-	if err != nil {
+	id := r.PathValue("id")
+	var out sellerProfile
+	parts := fanout.New(r.Context())
+	parts.Core("user", func(ctx context.Context) error {
+		p, err := a.users.Profile(ctx, id)
+		if err == nil {
+			out.PublicProfile = *p
+		}
+		return err
+	})
+	parts.Optional("publications", a.opts.PartTimeout, func(ctx context.Context) error {
+		c, err := a.publications.Count(ctx, publicationsrpc.CountRequest{SellerID: id, Status: publicationsrpc.StatusActive})
+		if err == nil {
+			out.PublicationCount = &c.Count
+		}
+		return err
+	})
+	if err := parts.Wait(); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, p)
+	out.Partial, out.Unavailable = parts.Missing()
+	out.Unavailable = nonNil(out.Unavailable)
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// wishlistEntry is one wishlist item with what a buyer wants to see of it.
+type wishlistEntry struct {
+	PublicationID string       `json:"publication_id"`
+	AddedAt       time.Time    `json:"added_at"`
+	Title         string       `json:"title,omitempty"`
+	Price         *money.Money `json:"price,omitempty"`
+	Active        *bool        `json:"active,omitempty"` // still listed and in stock
+	Image         *imageView   `json:"image,omitempty"`
+}
+
+type wishlistPage struct {
+	Items         []wishlistEntry `json:"items"`
+	NextPageToken string          `json:"next_page_token"`
+	Partial       bool            `json:"partial"`
+	Unavailable   []string        `json:"unavailable"`
 }
 
 func (a *API) listWishlist(w http.ResponseWriter, r *http.Request) error {
@@ -115,7 +165,53 @@ func (a *API) listWishlist(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, page)
+	ids := make([]string, len(page.Items))
+	for i, it := range page.Items {
+		ids[i] = it.PublicationID
+	}
+	var pubs map[string]publicationsrpc.Publication
+	var imgs map[string]imagesrpc.Image
+	parts := fanout.New(r.Context())
+	if len(ids) > 0 {
+		parts.Optional("publications", a.opts.PartTimeout, func(ctx context.Context) error {
+			res, err := a.publications.GetMany(ctx, ids)
+			if err == nil {
+				pubs = make(map[string]publicationsrpc.Publication, len(res.Items))
+				for _, p := range res.Items {
+					pubs[p.ID] = p
+				}
+			}
+			return err
+		})
+		parts.Optional("images", a.opts.PartTimeout, func(ctx context.Context) error {
+			res, err := a.images.First(ctx, imagesrpc.FirstRequest{OwnerType: imagesrpc.OwnerPublication, OwnerIDs: ids})
+			if err == nil {
+				imgs = res.Images
+			}
+			return err
+		})
+	}
+	_ = parts.Wait() // optional parts only
+	out := wishlistPage{Items: make([]wishlistEntry, len(page.Items)), NextPageToken: page.NextPageToken}
+	for i, it := range page.Items {
+		e := wishlistEntry{PublicationID: it.PublicationID, AddedAt: it.AddedAt}
+		if pubs != nil {
+			active := false
+			if p, ok := pubs[it.PublicationID]; ok {
+				e.Title, e.Price = p.Title, &p.Price
+				active = p.Status == publicationsrpc.StatusActive && p.Quantity > 0
+			}
+			e.Active = &active
+		}
+		if img, ok := imgs[it.PublicationID]; ok {
+			v := viewOf(img)
+			e.Image = &v
+		}
+		out.Items[i] = e
+	}
+	out.Partial, out.Unavailable = parts.Missing()
+	out.Unavailable = nonNil(out.Unavailable)
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -1,0 +1,74 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+
+	merrors "go-micro.dev/v4/errors"
+
+	"github.com/marketmesh/marketmesh/plugins/apierror"
+	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
+	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
+	"github.com/marketmesh/marketmesh/services/images/internal/store"
+)
+
+const id = imagesrpc.Service
+
+var errNoCaller = errors.New("authentication required")
+
+// bodyError is a failure to read an upload's body (the client went away or
+// was too slow).
+type bodyError struct{ err error }
+
+func (e bodyError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e bodyError) Unwrap() error { return e.err }
+
+// status is the one place domain, store and transport errors become
+// statuses; the RPC endpoints (rpcError) and the HTTP endpoint (writeError)
+// both use it. notFound is the message for imaging.ErrNotFound.
+func status(ctx context.Context, err error, notFound string) (int, string) {
+	var be bodyError
+	switch {
+	case errors.Is(err, imaging.ErrInvalid):
+		return http.StatusUnprocessableEntity, err.Error()
+	case errors.Is(err, store.ErrBadPageToken):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, imaging.ErrNotFound):
+		return http.StatusNotFound, notFound
+	case errors.Is(err, imaging.ErrForbidden):
+		return http.StatusForbidden, err.Error()
+	case errors.Is(err, errNoCaller):
+		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, imaging.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, imaging.ErrUnsupported):
+		return http.StatusUnsupportedMediaType, err.Error()
+	case errors.As(err, &be) && errors.Is(err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout, "the upload took too long"
+	case errors.As(err, &be):
+		return http.StatusBadRequest, "the request body could not be read"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "the request took too long"
+	default:
+		slog.ErrorContext(ctx, "images: unexpected error", "err", err)
+		return http.StatusInternalServerError, "internal error"
+	}
+}
+
+// rpcError turns err into a go-micro error whose code is the status.
+func rpcError(ctx context.Context, err error, notFound string) error {
+	if err == nil {
+		return nil
+	}
+	code, msg := status(ctx, err, notFound)
+	return merrors.New(id, msg, int32(code))
+}
+
+// writeError sends err in the public error shape.
+func writeError(w http.ResponseWriter, r *http.Request, err error, notFound string) {
+	code, msg := status(r.Context(), err, notFound)
+	apierror.WriteStatus(w, r, code, msg)
+}

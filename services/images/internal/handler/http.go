@@ -1,0 +1,200 @@
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/marketmesh/marketmesh/plugins/apierror"
+	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/services/images/internal/store"
+)
+
+// HTTPOptions tune the blob endpoint; zero values take the defaults.
+type HTTPOptions struct {
+	// UploadTimeout bounds one upload: reading the body, checking, decoding,
+	// thumbnailing and storing (default 60s: 10 MiB at 170 KB/s).
+	UploadTimeout time.Duration
+	// ServeTimeout bounds sending one file (default 60s).
+	ServeTimeout time.Duration
+	// Decoders is how many uploads may decode pixels at once (default
+	// GOMAXPROCS). A 40-megapixel image decodes to up to 160 MB, so this also
+	// bounds the memory uploads can take.
+	Decoders int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Blobs is the internal HTTP endpoint for image bytes (see imagesrpc).
+type Blobs struct {
+	store    *store.Store
+	opts     HTTPOptions
+	decoders chan struct{}
+	mux      *http.ServeMux
+}
+
+// NewHTTP returns the blob endpoint.
+func NewHTTP(s *store.Store, o HTTPOptions) *Blobs {
+	if o.UploadTimeout <= 0 {
+		o.UploadTimeout = 60 * time.Second
+	}
+	if o.ServeTimeout <= 0 {
+		o.ServeTimeout = 60 * time.Second
+	}
+	if o.Decoders <= 0 {
+		o.Decoders = runtime.GOMAXPROCS(0)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	b := &Blobs{store: s, opts: o, decoders: make(chan struct{}, o.Decoders), mux: http.NewServeMux()}
+	b.mux.HandleFunc("POST /internal/images", deadline(o.UploadTimeout, b.upload))
+	b.mux.HandleFunc("GET /internal/images/{id}", deadline(o.ServeTimeout, b.serve(false)))
+	b.mux.HandleFunc("GET /internal/images/{id}/thumbnail", deadline(o.ServeTimeout, b.serve(true)))
+	b.mux.HandleFunc("/internal/images", notAllowed("POST"))
+	b.mux.HandleFunc("/internal/images/{id}", notAllowed("GET, HEAD"))
+	b.mux.HandleFunc("/internal/images/{id}/thumbnail", notAllowed("GET, HEAD"))
+	b.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		apierror.WriteStatus(w, r, http.StatusNotFound, "no such endpoint")
+	})
+	return b
+}
+
+// ServeHTTP takes the request ID the api sent, recovers panics and routes.
+func (b *Blobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(rpcmeta.WithRequestID(r.Context(), id))
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			slog.ErrorContext(r.Context(), "images: panic", "panic", v, "stack", string(debug.Stack()))
+			apierror.WriteStatus(w, r, http.StatusInternalServerError, "internal error")
+		}
+	}()
+	b.mux.ServeHTTP(w, r)
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if c > unicode.MaxASCII || !unicode.IsPrint(c) || c == ' ' {
+			return false
+		}
+	}
+	return true
+}
+
+// deadline gives a handler a time limit: on its context and on the
+// connection's reads and writes, so a stalled client cannot hold it.
+func deadline(d time.Duration, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		end, _ := ctx.Deadline()
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(end) // not supported by every writer (httptest)
+		_ = rc.SetWriteDeadline(end)
+		next(w, r.WithContext(ctx))
+	}
+}
+
+func notAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		apierror.WriteStatus(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here; use "+allow)
+	}
+}
+
+// upload is POST /internal/images?owner_type=&owner_id=&uploader_id=.
+func (b *Blobs) upload(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	im, err := b.ingest(r.Context(), r.Body, r.ContentLength, q.Get("owner_type"), q.Get("owner_id"), q.Get("uploader_id"))
+	if err != nil {
+		writeError(w, r, err, "")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Location", "/internal/images/"+im.ID)
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(im.RPC())
+}
+
+// serve is GET /internal/images/{id} and …/thumbnail: the file, cacheable
+// forever (a blob's name is its hash, so its bytes never change).
+func (b *Blobs) serve(thumbnail bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		im, err := b.store.Get(id)
+		if err != nil {
+			writeError(w, r, err, "image "+id+" not found")
+			return
+		}
+		blob := im.Original
+		if thumbnail {
+			blob = im.Thumbnail
+		}
+		etag := `"` + blob.SHA256 + `"`
+		h := w.Header()
+		h.Set("ETag", etag)
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+		if noneMatch(r.Header.Get("If-None-Match"), etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		f, err := b.store.OpenBlob(blob.SHA256)
+		if err != nil {
+			// The metadata names a file that is not there: ours to fix, not the client's.
+			h.Del("ETag")
+			h.Del("Cache-Control")
+			writeError(w, r, fmt.Errorf("images: blob of image %s: %v", id, err), "") // %v: a 500, not a 404
+			return
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			writeError(w, r, err, "")
+			return
+		}
+		h.Set("Content-Type", blob.ContentType)
+		h.Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodHead {
+			return
+		}
+		// io.Copy hands the *os.File to the connection's ReadFrom (sendfile).
+		if _, err := io.Copy(w, f); err != nil {
+			slog.DebugContext(r.Context(), "images: send interrupted", "id", id, "err", err)
+		}
+	}
+}
+
+// noneMatch reports whether an If-None-Match header matches etag (weak
+// comparison, as RFC 9110 asks for If-None-Match).
+func noneMatch(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	for _, candidate := range strings.Split(header, ",") {
+		candidate = strings.TrimSpace(candidate)
+		if candidate == "*" || strings.TrimPrefix(candidate, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,186 @@
+package handler
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
+	"github.com/marketmesh/marketmesh/services/images/internal/store"
+)
+
+// copyBufs are the buffers uploads stream through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// ingest stores one upload. The body is streamed once, into a temporary
+// file while it is hashed; the checks then read that file: the type from
+// the first bytes (before the rest is even read), the dimensions from the
+// header, and only then the pixels, for the thumbnail.
+func (b *Blobs) ingest(ctx context.Context, body io.Reader, length int64, ownerType, ownerID, uploaderID string) (imaging.Image, error) {
+	owner, err := imaging.CheckOwner(ownerType, ownerID)
+	if err != nil {
+		return imaging.Image{}, err
+	}
+	if err := imaging.CheckID("uploader_id", uploaderID); err != nil {
+		return imaging.Image{}, err
+	}
+	if length > imaging.MaxBytes {
+		return imaging.Image{}, imaging.TooLarge()
+	}
+
+	limited := io.LimitReader(body, imaging.MaxBytes+1)
+	head := make([]byte, imaging.SniffLen)
+	n, err := io.ReadFull(limited, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return imaging.Image{}, bodyError{err}
+	}
+	head = head[:n]
+	contentType, err := imaging.Sniff(head)
+	if err != nil {
+		return imaging.Image{}, err
+	}
+
+	f, err := b.store.CreateTemp()
+	if err != nil {
+		return imaging.Image{}, err
+	}
+	temps := []string{f.Name()}
+	defer func() {
+		f.Close()
+		for _, t := range temps {
+			os.Remove(t)
+		}
+	}()
+	sum := sha256.New()
+	if _, err := f.Write(head); err != nil {
+		return imaging.Image{}, err
+	}
+	sum.Write(head)
+	rest, err := copyHashed(f, sum, limited)
+	if err != nil {
+		return imaging.Image{}, err
+	}
+	size := int64(n) + rest
+	if size > imaging.MaxBytes {
+		return imaging.Image{}, imaging.TooLarge()
+	}
+	original := imaging.Blob{SHA256: hex.EncodeToString(sum.Sum(nil)), ContentType: contentType, Bytes: size}
+
+	// Dimensions from the header alone, before any pixel is decoded.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return imaging.Image{}, err
+	}
+	br := bufio.NewReaderSize(f, 64<<10)
+	if original.Width, original.Height, err = imaging.Config(br, contentType); err != nil {
+		return imaging.Image{}, err
+	}
+
+	thumb, data, err := b.thumbnail(ctx, f, br, contentType)
+	if err != nil {
+		return imaging.Image{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return imaging.Image{}, err
+	}
+	if err := f.Close(); err != nil {
+		return imaging.Image{}, err
+	}
+	thumbTemp, err := b.writeTemp(data)
+	if thumbTemp != "" {
+		temps = append(temps, thumbTemp)
+	}
+	if err != nil {
+		return imaging.Image{}, err
+	}
+	if err := ctx.Err(); err != nil { // the deadline passed while we worked
+		return imaging.Image{}, err
+	}
+
+	im := imaging.Image{
+		ID: ulid.Make().String(), OwnerType: owner.Type, OwnerID: owner.ID, UploaderID: uploaderID,
+		Original: original, Thumbnail: thumb, CreatedAt: b.opts.Now().UTC(),
+	}
+	if err := b.store.Add(im,
+		store.NewBlob{SHA256: original.SHA256, Temp: temps[0]},
+		store.NewBlob{SHA256: thumb.SHA256, Temp: thumbTemp}); err != nil {
+		return imaging.Image{}, err
+	}
+	temps = nil // placed: the names are free for new temporary files
+	return im, nil
+}
+
+// copyHashed streams src into f and h, returning the byte count; a read
+// failure is the client's (bodyError), a write failure ours.
+func copyHashed(f *os.File, h hash.Hash, src io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return total, err
+			}
+			h.Write(buf[:n])
+			total += int64(n)
+		}
+		switch {
+		case rerr == io.EOF:
+			return total, nil
+		case rerr != nil:
+			return total, bodyError{rerr}
+		}
+	}
+}
+
+// thumbnail decodes the file (one of a bounded number at a time) and
+// returns the encoded thumbnail with its description.
+func (b *Blobs) thumbnail(ctx context.Context, f *os.File, br *bufio.Reader, contentType string) (imaging.Blob, []byte, error) {
+	select {
+	case b.decoders <- struct{}{}:
+		defer func() { <-b.decoders }()
+	case <-ctx.Done():
+		return imaging.Blob{}, nil, ctx.Err()
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return imaging.Blob{}, nil, err
+	}
+	br.Reset(f)
+	img, err := imaging.Decode(br, contentType)
+	if err != nil {
+		return imaging.Blob{}, nil, err
+	}
+	data, ct, w, h, err := imaging.Thumbnail(img)
+	if err != nil {
+		return imaging.Blob{}, nil, err
+	}
+	sum := sha256.Sum256(data)
+	return imaging.Blob{SHA256: hex.EncodeToString(sum[:]), ContentType: ct, Bytes: int64(len(data)), Width: w, Height: h}, data, nil
+}
+
+// writeTemp writes data to a new temporary file and returns its name.
+func (b *Blobs) writeTemp(data []byte) (string, error) {
+	f, err := b.store.CreateTemp()
+	if err != nil {
+		return "", err
+	}
+	name := f.Name()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return name, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return name, err
+	}
+	return name, f.Close()
+}

@@ -1,0 +1,86 @@
+// Command products runs the products service: the catalog, its full-text
+// search and category tree, prices kept from publication events, and view
+// counts batched in memory.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/marketmesh/marketmesh/plugins/config"
+	"github.com/marketmesh/marketmesh/plugins/events"
+	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/services/products/internal/handler"
+	"github.com/marketmesh/marketmesh/services/products/internal/store"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+)
+
+// version is stamped by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+// Config is the products section of config/<env>.yaml; env vars PRODUCTS_* override it.
+type Config struct {
+	config.Mesh `yaml:",inline"`
+	Products    struct {
+		config.Server `yaml:",inline"`
+		DBPath        string `yaml:"db_path" env:"DB_PATH"`
+		// ViewFlush is how often view counts batched in memory are written.
+		ViewFlush config.Duration `yaml:"view_flush" env:"VIEW_FLUSH"`
+	} `yaml:"products" env:"PRODUCTS_"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		slog.Error("products stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg := Config{Mesh: config.Defaults()}
+	cfg.Products.DBPath, cfg.Products.ViewFlush = "products/products.db", config.Duration(2*time.Second)
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	if service.IsHealthcheck() {
+		os.Exit(service.Probe(cfg.Products.OpsAddress, "/readyz"))
+	}
+	flush := cfg.Products.ViewFlush.D()
+	if flush <= 0 {
+		flush = 2 * time.Second
+	}
+	svc, err := service.New("products", cfg.Mesh, cfg.Products.Server, service.Version(version))
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(cfg.Path(cfg.Products.DBPath))
+	if err != nil {
+		return err
+	}
+	// Close writes the view counts still pending (the flusher also flushes
+	// once more when Run stops it, after in-flight calls have drained).
+	defer func() {
+		if err := db.Close(); err != nil {
+			slog.Error("products: close database", "err", err)
+		}
+	}()
+
+	if err := svc.Handle(handler.New(db)); err != nil {
+		return err
+	}
+	consumer := events.NewConsumer(db.Bolt())
+	consumer.On(publicationsrpc.TopicPublicationChanged, handler.PublicationChanged)
+	if err := consumer.Attach(svc); err != nil {
+		return err
+	}
+	svc.Health().Add("bbolt", db.Check)
+	svc.Go(db.ViewFlusher(flush))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return svc.Run(ctx)
+}

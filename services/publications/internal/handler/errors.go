@@ -1,0 +1,48 @@
+package handler
+
+import (
+	"errors"
+	"log/slog"
+
+	merrors "go-micro.dev/v4/errors"
+
+	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
+	"github.com/marketmesh/marketmesh/services/publications/internal/store"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+)
+
+const id = publicationsrpc.Service
+
+// errUnavailable marks a dependency that could not answer (the products
+// service): 503, so the caller may retry.
+var errUnavailable = errors.New("unavailable")
+
+type unavailableError struct{ msg string }
+
+func (e unavailableError) Error() string        { return e.msg }
+func (e unavailableError) Is(target error) bool { return target == errUnavailable }
+
+// rpcError is the one place domain and store errors become RPC statuses.
+func rpcError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, publication.ErrInvalid):
+		return merrors.New(id, err.Error(), 422)
+	case errors.Is(err, store.ErrBadPageToken):
+		return merrors.BadRequest(id, "%v", err)
+	case errors.Is(err, publication.ErrNotFound):
+		return merrors.NotFound(id, "%v", err)
+	case errors.Is(err, publication.ErrForbidden):
+		return merrors.Forbidden(id, "%v", err)
+	case errors.Is(err, publication.ErrConflict):
+		return merrors.Conflict(id, "%v", err)
+	case errors.Is(err, errUnavailable):
+		return merrors.New(id, err.Error(), 503)
+	default:
+		slog.Error("publications: unexpected error", "err", err)
+		return merrors.InternalServerError(id, "internal error")
+	}
+}
+
+var errNoCaller = merrors.Unauthorized(id, "authentication required")

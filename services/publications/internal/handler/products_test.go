@@ -1,0 +1,97 @@
+package handler_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"go-micro.dev/v4/client"
+	"go-micro.dev/v4/codec"
+	merrors "go-micro.dev/v4/errors"
+
+	"github.com/marketmesh/marketmesh/services/products/productsrpc"
+	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+)
+
+// answeringClient is a go-micro client whose every call answers err.
+type answeringClient struct {
+	client.Client // not implemented: calling anything else panics
+	err           error
+	endpoint      string
+	req           any
+}
+
+type request struct {
+	service, endpoint string
+	body              any
+}
+
+func (r request) Service() string     { return r.service }
+func (r request) Method() string      { return r.endpoint }
+func (r request) Endpoint() string    { return r.endpoint }
+func (r request) ContentType() string { return "application/json" }
+func (r request) Body() any           { return r.body }
+func (r request) Codec() codec.Writer { return nil }
+func (r request) Stream() bool        { return false }
+
+func (c *answeringClient) NewRequest(service, endpoint string, req any, _ ...client.RequestOption) client.Request {
+	return request{service: service, endpoint: endpoint, body: req}
+}
+
+func (c *answeringClient) Call(_ context.Context, req client.Request, _ any, _ ...client.CallOption) error {
+	c.endpoint, c.req = req.Service()+" "+req.Endpoint(), req.Body()
+	return c.err
+}
+
+// TestProductsClientMapsAnswers checks the real ProductChecker over the
+// products contract: 404 means "no such product", other failures mean
+// "cannot tell", and Create turns them into 422 and 503.
+func TestProductsClientMapsAnswers(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		exists     bool
+		checkErr   bool
+		createCode int32
+		detail     string
+	}{
+		{"an answer means the product exists", nil, true, false, 0, ""},
+		{"a 404 means it does not", merrors.NotFound(productsrpc.Service, "product p not found"), false, false, 422, "product_id prod-x does not exist"},
+		{"a 503 cannot tell", merrors.New(productsrpc.Service, "products is unavailable (circuit open)", 503), false, true, 503, "products is unavailable (circuit open)"},
+		{"a timeout cannot tell", merrors.New("go.micro.client", "products is unavailable (timed out)", 408), false, true, 503, "timed out"},
+		{"a plain error cannot tell", errors.New("connection reset"), false, true, 503, "connection reset"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &answeringClient{err: tt.err}
+			pc := handler.Products(productsrpc.NewClient(c))
+			ok, err := pc.ProductExists(context.Background(), "prod-x")
+			if ok != tt.exists || (err != nil) != tt.checkErr {
+				t.Fatalf("ProductExists = %v, %v", ok, err)
+			}
+			if c.endpoint != "marketmesh.products Products.Get" {
+				t.Errorf("called %q", c.endpoint)
+			}
+			if r, _ := c.req.(*productsrpc.GetRequest); r == nil || r.ID != "prod-x" || r.CountView {
+				t.Errorf("request %#v, want the product's ID and no view counted", c.req)
+			}
+
+			f := newFixture(t)
+			h := handler.New(f.store, pc, f.relay, maxTTL)
+			req := &publicationsrpc.CreateRequest{ProductID: "prod-x", Title: "Lamp", Price: usd(100), Quantity: 1, Condition: "new"}
+			err = h.Create(as("seller"), req, &publicationsrpc.Publication{})
+			if tt.createCode == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			me := microErr(t, err, tt.createCode)
+			if !strings.Contains(me.Detail, tt.detail) {
+				t.Errorf("detail %q does not say %q", me.Detail, tt.detail)
+			}
+		})
+	}
+}

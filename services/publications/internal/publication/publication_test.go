@@ -1,0 +1,316 @@
+package publication_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/marketmesh/marketmesh/plugins/money"
+	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+var valid = publicationsrpc.CreateRequest{
+	ProductID: "01HPRODUCT", Title: "  Nikon F3, boxed  ", Price: money.Money{Amount: 45000, Currency: "USD"},
+	Quantity: 3, Condition: "used",
+}
+
+func TestCheckCreate(t *testing.T) {
+	with := func(f func(*publicationsrpc.CreateRequest)) publicationsrpc.CreateRequest {
+		r := valid
+		f(&r)
+		return r
+	}
+	tests := []struct {
+		name  string
+		req   publicationsrpc.CreateRequest
+		field string // "" when valid
+	}{
+		{"a complete request is valid", valid, ""},
+		{"quantity zero is valid (listed, out of stock)", with(func(r *publicationsrpc.CreateRequest) { r.Quantity = 0 }), ""},
+		{"quantity of a million is valid", with(func(r *publicationsrpc.CreateRequest) { r.Quantity = 1_000_000 }), ""},
+		{"a title of 200 characters is valid", with(func(r *publicationsrpc.CreateRequest) { r.Title = strings.Repeat("é", 200) }), ""},
+		{"condition new is valid", with(func(r *publicationsrpc.CreateRequest) { r.Condition = "new" }), ""},
+		{"a missing product_id is invalid", with(func(r *publicationsrpc.CreateRequest) { r.ProductID = "" }), "product_id"},
+		{"a product_id with a NUL is invalid", with(func(r *publicationsrpc.CreateRequest) { r.ProductID = "a\x00b" }), "product_id"},
+		{"a product_id with a slash is invalid", with(func(r *publicationsrpc.CreateRequest) { r.ProductID = "a/b" }), "product_id"},
+		{"an empty title is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Title = "" }), "title"},
+		{"a blank title is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Title = "   " }), "title"},
+		{"a title of 201 characters is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Title = strings.Repeat("a", 201) }), "title"},
+		{"a title with a control character is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Title = "a\x07b" }), "title"},
+		{"a title that is not UTF-8 is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Title = "a\xffb" }), "title"},
+		{"a zero price is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Price.Amount = 0 }), "price.amount"},
+		{"a negative price is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Price.Amount = -5 }), "price.amount"},
+		{"a lower-case currency is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Price.Currency = "usd" }), "price.currency"},
+		{"a missing currency is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Price.Currency = "" }), "price.currency"},
+		{"a negative quantity is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Quantity = -1 }), "quantity"},
+		{"a quantity over a million is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Quantity = 1_000_001 }), "quantity"},
+		{"an unknown condition is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Condition = "refurbished" }), "condition"},
+		{"an empty condition is invalid", with(func(r *publicationsrpc.CreateRequest) { r.Condition = "" }), "condition"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := publication.CheckCreate(tt.req)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("CheckCreate = %v, want valid", err)
+				}
+				if got.Title != strings.TrimSpace(tt.req.Title) {
+					t.Errorf("title = %q, want it trimmed", got.Title)
+				}
+				return
+			}
+			if !errors.Is(err, publication.ErrInvalid) {
+				t.Fatalf("CheckCreate = %v, want ErrInvalid", err)
+			}
+			if !strings.HasPrefix(err.Error(), tt.field) {
+				t.Errorf("message %q does not start with the field %q", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestCheckUpdate(t *testing.T) {
+	tests := []struct {
+		name  string
+		req   publicationsrpc.UpdateRequest
+		field string
+	}{
+		{"no fields is valid", publicationsrpc.UpdateRequest{ID: "p1"}, ""},
+		{"every field is valid", publicationsrpc.UpdateRequest{ID: "p1", Price: &money.Money{Amount: 1, Currency: "EUR"},
+			Quantity: ptr[int64](0), Status: ptr("paused")}, ""},
+		{"a missing id is invalid", publicationsrpc.UpdateRequest{}, "id"},
+		{"a bad price is invalid", publicationsrpc.UpdateRequest{ID: "p1", Price: &money.Money{Amount: 1, Currency: "XXX"}}, "price.currency"},
+		{"a negative quantity is invalid", publicationsrpc.UpdateRequest{ID: "p1", Quantity: ptr[int64](-1)}, "quantity"},
+		{"an unknown status is invalid", publicationsrpc.UpdateRequest{ID: "p1", Status: ptr("sold")}, "status"},
+		{"an empty status is invalid", publicationsrpc.UpdateRequest{ID: "p1", Status: ptr("")}, "status"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := publication.CheckUpdate(tt.req)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("CheckUpdate = %v, want valid", err)
+				}
+				return
+			}
+			if !errors.Is(err, publication.ErrInvalid) || !strings.HasPrefix(err.Error(), tt.field) {
+				t.Fatalf("CheckUpdate = %v, want ErrInvalid naming %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestClosedIsFinal(t *testing.T) {
+	for _, from := range []string{"active", "paused"} {
+		t.Run(from+" may change", func(t *testing.T) {
+			if err := publication.CheckTransition("p1", from); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Run("closed may not change and it is a conflict", func(t *testing.T) {
+		err := publication.CheckTransition("p1", "closed")
+		if !errors.Is(err, publication.ErrClosed) || !errors.Is(err, publication.ErrConflict) {
+			t.Fatalf("err = %v, want ErrClosed and ErrConflict", err)
+		}
+		if errors.Is(err, publication.ErrInvalid) || errors.Is(err, publication.ErrNotFound) {
+			t.Fatalf("err = %v matches other kinds", err)
+		}
+	})
+}
+
+func TestCheckSearch(t *testing.T) {
+	tests := []struct {
+		name  string
+		req   publicationsrpc.SearchRequest
+		want  publication.Search // checked fields: Sort, Currency, PageSize
+		field string
+	}{
+		{"no query sorts newest in USD by 20", publicationsrpc.SearchRequest{}, publication.Search{Sort: "newest", Currency: "USD", PageSize: 20}, ""},
+		{"a query sorts by relevance", publicationsrpc.SearchRequest{Query: "camera"}, publication.Search{Sort: "relevance", Currency: "USD", PageSize: 20}, ""},
+		{"a page size over 100 is cut to 100", publicationsrpc.SearchRequest{PageSize: 500}, publication.Search{Sort: "newest", Currency: "USD", PageSize: 100}, ""},
+		{"an explicit sort and currency stay", publicationsrpc.SearchRequest{Sort: "price_desc", Currency: "EUR", PageSize: 7}, publication.Search{Sort: "price_desc", Currency: "EUR", PageSize: 7}, ""},
+		{"relevance without a query is invalid", publicationsrpc.SearchRequest{Sort: "relevance"}, publication.Search{}, "sort"},
+		{"an unknown sort is invalid", publicationsrpc.SearchRequest{Sort: "cheapest"}, publication.Search{}, "sort"},
+		{"an unknown status is invalid", publicationsrpc.SearchRequest{Status: "gone"}, publication.Search{}, "status"},
+		{"a bad currency is invalid", publicationsrpc.SearchRequest{Currency: "dollars"}, publication.Search{}, "currency"},
+		{"a negative min_price is invalid", publicationsrpc.SearchRequest{MinPrice: ptr[int64](-1)}, publication.Search{}, "min_price"},
+		{"min_price above max_price is invalid", publicationsrpc.SearchRequest{MinPrice: ptr[int64](10), MaxPrice: ptr[int64](9)}, publication.Search{}, "min_price"},
+		{"a negative page_size is invalid", publicationsrpc.SearchRequest{PageSize: -1}, publication.Search{}, "page_size"},
+		{"a bad seller_id is invalid", publicationsrpc.SearchRequest{SellerID: "a b"}, publication.Search{}, "seller_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := publication.CheckSearch(tt.req)
+			if tt.field != "" {
+				if !errors.Is(err, publication.ErrInvalid) || !strings.HasPrefix(err.Error(), tt.field) {
+					t.Fatalf("CheckSearch = %v, want ErrInvalid naming %s", err, tt.field)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Sort != tt.want.Sort || got.Currency != tt.want.Currency || got.PageSize != tt.want.PageSize {
+				t.Errorf("got sort %q currency %q size %d, want %q %q %d", got.Sort, got.Currency, got.PageSize,
+					tt.want.Sort, tt.want.Currency, tt.want.PageSize)
+			}
+		})
+	}
+}
+
+func TestCheckIDsAllowsAtMostAHundred(t *testing.T) {
+	ids := make([]string, 101)
+	for i := range ids {
+		ids[i] = "p"
+	}
+	if err := publication.CheckIDs(ids[:100]); err != nil {
+		t.Fatalf("100 IDs: %v", err)
+	}
+	if err := publication.CheckIDs(ids); !errors.Is(err, publication.ErrInvalid) || !strings.HasPrefix(err.Error(), "ids") {
+		t.Fatalf("101 IDs: %v, want ErrInvalid naming ids", err)
+	}
+}
+
+func TestCheckReserve(t *testing.T) {
+	ok := publicationsrpc.ReserveRequest{ReservationID: "r1", PublicationID: "p1", Quantity: 1, TTLSeconds: 60}
+	tests := []struct {
+		name  string
+		edit  func(*publicationsrpc.ReserveRequest)
+		field string
+	}{
+		{"a complete request is valid", func(*publicationsrpc.ReserveRequest) {}, ""},
+		{"the longest ttl is valid", func(r *publicationsrpc.ReserveRequest) { r.TTLSeconds = 1800 }, ""},
+		{"a missing reservation_id is invalid", func(r *publicationsrpc.ReserveRequest) { r.ReservationID = "" }, "reservation_id"},
+		{"a missing publication_id is invalid", func(r *publicationsrpc.ReserveRequest) { r.PublicationID = "" }, "publication_id"},
+		{"quantity zero is invalid", func(r *publicationsrpc.ReserveRequest) { r.Quantity = 0 }, "quantity"},
+		{"ttl zero is invalid", func(r *publicationsrpc.ReserveRequest) { r.TTLSeconds = 0 }, "ttl_seconds"},
+		{"a ttl over the maximum is invalid", func(r *publicationsrpc.ReserveRequest) { r.TTLSeconds = 1801 }, "ttl_seconds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ok
+			tt.edit(&r)
+			err := publication.CheckReserve(r, 1800)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, publication.ErrInvalid) || !strings.HasPrefix(err.Error(), tt.field) {
+				t.Fatalf("CheckReserve = %v, want ErrInvalid naming %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestStockHold(t *testing.T) {
+	tests := []struct {
+		name    string
+		stock   publication.Stock
+		status  string
+		q       int64
+		want    publication.Stock
+		wantErr error
+	}{
+		{"holding part of the stock moves it to reserved", publication.Stock{Quantity: 5}, "active", 2, publication.Stock{Quantity: 3, Reserved: 2}, nil},
+		{"holding all of the stock leaves zero", publication.Stock{Quantity: 2, Reserved: 1}, "active", 2, publication.Stock{Reserved: 3}, nil},
+		{"holding more than available is out of stock", publication.Stock{Quantity: 1}, "active", 2, publication.Stock{Quantity: 1}, publication.ErrOutOfStock},
+		{"holding from zero is out of stock", publication.Stock{}, "active", 1, publication.Stock{}, publication.ErrOutOfStock},
+		{"a paused publication is not available", publication.Stock{Quantity: 5}, "paused", 1, publication.Stock{Quantity: 5}, publication.ErrNotAvailable},
+		{"a closed publication is not available", publication.Stock{Quantity: 5}, "closed", 1, publication.Stock{Quantity: 5}, publication.ErrNotAvailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.stock
+			err := s.Hold("p1", tt.status, tt.q)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr != nil && !errors.Is(err, publication.ErrConflict)) {
+				t.Fatalf("Hold = %v, want %v (a conflict)", err, tt.wantErr)
+			}
+			if s != tt.want {
+				t.Errorf("stock = %+v, want %+v", s, tt.want)
+			}
+		})
+	}
+	t.Run("the out of stock message says how many are available", func(t *testing.T) {
+		s := publication.Stock{Quantity: 3}
+		if err := s.Hold("p1", "active", 4); err == nil || !strings.Contains(err.Error(), "out of stock: 3 available") {
+			t.Fatalf("Hold = %v", err)
+		}
+	})
+}
+
+func TestStockSettle(t *testing.T) {
+	tests := []struct {
+		name string
+		to   string
+		want publication.Stock
+	}{
+		{"committing sells the units", "committed", publication.Stock{Quantity: 1, Reserved: 1}},
+		{"releasing returns the units", "released", publication.Stock{Quantity: 3, Reserved: 1}},
+		{"expiring returns the units", "expired", publication.Stock{Quantity: 3, Reserved: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := publication.Stock{Quantity: 1, Reserved: 3}
+			if err := s.Settle(tt.to, 2); err != nil {
+				t.Fatal(err)
+			}
+			if s != tt.want {
+				t.Errorf("stock = %+v, want %+v", s, tt.want)
+			}
+		})
+	}
+	t.Run("settling more than is reserved is an error", func(t *testing.T) {
+		s := publication.Stock{Quantity: 1, Reserved: 1}
+		if err := s.Settle("released", 2); err == nil {
+			t.Fatal("Settle succeeded")
+		}
+	})
+}
+
+func TestReservationStateMachine(t *testing.T) {
+	tests := []struct {
+		name    string
+		from    string
+		action  publication.Action
+		to      string
+		changed bool
+		wantErr error
+	}{
+		{"a held reservation commits", "held", publication.Commit, "committed", true, nil},
+		{"a held reservation releases", "held", publication.Release, "released", true, nil},
+		{"a held reservation expires", "held", publication.Expire, "expired", true, nil},
+		{"a committed reservation commits again with the same answer", "committed", publication.Commit, "committed", false, nil},
+		{"a committed reservation cannot be released", "committed", publication.Release, "committed", false, publication.ErrReservationState},
+		{"a committed reservation does not expire", "committed", publication.Expire, "committed", false, nil},
+		{"a released reservation cannot be committed", "released", publication.Commit, "released", false, publication.ErrReservationState},
+		{"a released reservation releases again with the same answer", "released", publication.Release, "released", false, nil},
+		{"an expired reservation cannot be committed", "expired", publication.Commit, "expired", false, publication.ErrReservationState},
+		{"an expired reservation releases with the same answer", "expired", publication.Release, "expired", false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			to, changed, err := publication.Transition("r1", tt.from, tt.action)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil && !errors.Is(err, publication.ErrConflict) {
+				t.Errorf("err = %v is not a conflict", err)
+			}
+			if to != tt.to || changed != tt.changed {
+				t.Errorf("→ %s (changed %v), want %s (changed %v)", to, changed, tt.to, tt.changed)
+			}
+		})
+	}
+	t.Run("an unknown status is an internal error, not a conflict", func(t *testing.T) {
+		_, _, err := publication.Transition("r1", "lost", publication.Commit)
+		if err == nil || errors.Is(err, publication.ErrConflict) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}

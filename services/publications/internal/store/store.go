@@ -1,0 +1,270 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/marketmesh/marketmesh/plugins/events"
+	"github.com/marketmesh/marketmesh/plugins/money"
+	"github.com/marketmesh/marketmesh/plugins/textsearch"
+	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
+	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+)
+
+// Store is the publications database.
+type Store struct {
+	db *bolt.DB
+	// afterEvent runs after every outbox append, in the same transaction;
+	// tests use it to fail a write after its event was appended.
+	afterEvent func(*bolt.Tx) error
+	// searchReads, if set, is told how many publications a search read.
+	searchReads func(int)
+}
+
+// Open opens (creating if needed) the database at path.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	// The timeout turns "another process holds the file" into an error
+	// instead of a hang.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := db.Update(createBuckets); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: schema: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Bolt exposes the handle for the events outbox relay.
+func (s *Store) Bolt() *bolt.DB { return s.db }
+
+// Check is the readiness check: the file is open and readable.
+func (s *Store) Check(context.Context) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(publicationsBucket) == nil {
+			return errors.New("publications bucket missing")
+		}
+		return nil
+	})
+}
+
+// Publication is a stored publication.
+type Publication struct {
+	ID        string      `json:"id"`
+	SellerID  string      `json:"seller_id"`
+	ProductID string      `json:"product_id"`
+	Title     string      `json:"title"`
+	Price     money.Money `json:"price"`
+	Quantity  int64       `json:"quantity"` // available
+	Reserved  int64       `json:"reserved"` // held by reservations
+	Condition string      `json:"condition"`
+	Status    string      `json:"status"`
+	CreatedAt time.Time   `json:"created_at"`
+	UpdatedAt time.Time   `json:"updated_at"`
+}
+
+// changed appends publication.changed with p's state to the outbox in tx.
+func (s *Store) changed(tx *bolt.Tx, p Publication) error {
+	_, err := events.Append(tx, publicationsrpc.Service, publicationsrpc.TopicPublicationChanged, publicationsrpc.PublicationChanged{
+		PublicationID: p.ID, ProductID: p.ProductID, SellerID: p.SellerID,
+		Price: p.Price, Quantity: p.Quantity, Status: p.Status,
+	})
+	if err != nil {
+		return err
+	}
+	if s.afterEvent != nil {
+		return s.afterEvent(tx)
+	}
+	return nil
+}
+
+// Create stores a new publication with its indexes and its
+// publication.changed event, in one transaction.
+func (s *Store) Create(p Publication) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(publicationsBucket)
+		if b.Get([]byte(p.ID)) != nil {
+			return fmt.Errorf("store: publication %s exists", p.ID)
+		}
+		if err := putJSON(b, []byte(p.ID), p); err != nil {
+			return err
+		}
+		for _, ix := range []struct {
+			bucket []byte
+			key    []byte
+		}{
+			{byProduct, key(p.ProductID, p.ID)},
+			{bySeller, key(p.SellerID, p.ID)},
+			{bySellerStatus, key(p.SellerID, p.Status, p.ID)},
+			{byStatus, key(p.Status, p.ID)},
+			{byPrice, priceKey(p.Price.Currency, p.Price.Amount, p.ID)},
+		} {
+			if err := tx.Bucket(ix.bucket).Put(ix.key, nil); err != nil {
+				return err
+			}
+		}
+		if err := titles.Put(tx, p.ID, textsearch.Field{Text: p.Title, Weight: 1}); err != nil {
+			return err
+		}
+		return s.changed(tx, p)
+	})
+}
+
+// Get returns the publication with id.
+func (s *Store) Get(id string) (Publication, error) {
+	var p Publication
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		p, err = getPublication(tx, id)
+		return err
+	})
+	return p, err
+}
+
+// GetMany returns the publications of ids that exist, in the order asked,
+// each once.
+func (s *Store) GetMany(ids []string) ([]Publication, error) {
+	out := make([]Publication, 0, len(ids))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(publicationsBucket)
+		seen := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			raw := b.Get([]byte(id))
+			if raw == nil {
+				continue
+			}
+			var p Publication
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Update loads the publication, lets fn check and change it, and saves it
+// with its indexes, in one transaction. Only price, quantity and status may
+// change; if any did, publication.changed is appended in the same
+// transaction and changed is true.
+func (s *Store) Update(id string, fn func(*Publication) error) (p Publication, changed bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		old, err := getPublication(tx, id)
+		if err != nil {
+			return err
+		}
+		p = old
+		if err := fn(&p); err != nil {
+			return err
+		}
+		if p.ID != old.ID || p.SellerID != old.SellerID || p.ProductID != old.ProductID || p.Title != old.Title {
+			return fmt.Errorf("store: update of publication %s changed an immutable field", id)
+		}
+		changed = p.Price != old.Price || p.Quantity != old.Quantity || p.Status != old.Status
+		if !changed {
+			p = old
+			return nil
+		}
+		if err := reindex(tx, old, p); err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(publicationsBucket), []byte(p.ID), p); err != nil {
+			return err
+		}
+		return s.changed(tx, p)
+	})
+	if err != nil {
+		return Publication{}, false, err
+	}
+	return p, changed, nil
+}
+
+// reindex moves the status and price index entries of a publication that
+// changed from old to p.
+func reindex(tx *bolt.Tx, old, p Publication) error {
+	if old.Status != p.Status {
+		ss, st := tx.Bucket(bySellerStatus), tx.Bucket(byStatus)
+		if err := ss.Delete(key(old.SellerID, old.Status, old.ID)); err != nil {
+			return err
+		}
+		if err := st.Delete(key(old.Status, old.ID)); err != nil {
+			return err
+		}
+		if err := ss.Put(key(p.SellerID, p.Status, p.ID), nil); err != nil {
+			return err
+		}
+		if err := st.Put(key(p.Status, p.ID), nil); err != nil {
+			return err
+		}
+	}
+	if old.Price != p.Price {
+		pr := tx.Bucket(byPrice)
+		if err := pr.Delete(priceKey(old.Price.Currency, old.Price.Amount, old.ID)); err != nil {
+			return err
+		}
+		if err := pr.Put(priceKey(p.Price.Currency, p.Price.Amount, p.ID), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CountBySeller counts a seller's publications (of one status, if status is
+// set) by walking the seller's index range; no publication is read.
+func (s *Store) CountBySeller(sellerID, status string) (int64, error) {
+	bucket, p := bySeller, prefix(sellerID)
+	if status != "" {
+		bucket, p = bySellerStatus, prefix(sellerID, status)
+	}
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+func getPublication(tx *bolt.Tx, id string) (Publication, error) {
+	var p Publication
+	raw := tx.Bucket(publicationsBucket).Get([]byte(id))
+	if raw == nil {
+		return p, publication.NotFound("publication", id)
+	}
+	// json.Unmarshal copies out of the mmap'd value before the tx ends.
+	return p, json.Unmarshal(raw, &p)
+}
+
+func putPublication(tx *bolt.Tx, p Publication) error {
+	return putJSON(tx.Bucket(publicationsBucket), []byte(p.ID), p)
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
