@@ -10,12 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/plugins/boltdb"
 	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
 )
 
@@ -31,19 +30,9 @@ type Store struct {
 // Open opens (creating if needed) the database at dbPath and the blob
 // directory at blobDir, and removes temporary files a previous process left.
 func Open(dbPath, blobDir string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	// The timeout turns "another process holds the file" into an error
-	// instead of a hang. Holding the file also makes this process the only
-	// writer of the blob directory, which the temp cleanup relies on.
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := boltdb.Open(dbPath, createBuckets)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dbPath, err)
-	}
-	if err := db.Update(createBuckets); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: schema: %w", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	blobs, err := openBlobDir(blobDir)
 	if err != nil {

@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/plugins/boltdb"
 	"github.com/marketmesh/marketmesh/plugins/textsearch"
 	"github.com/marketmesh/marketmesh/services/products/internal/product"
 )
@@ -25,17 +23,8 @@ type Store struct {
 
 // Open opens (creating if needed) the database at path.
 func Open(path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	// The timeout turns "another process holds the file" into an error
-	// instead of a hang.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
 	var gen uint64
-	err = db.Update(func(tx *bolt.Tx) error {
+	db, err := boltdb.Open(path, func(tx *bolt.Tx) error {
 		if err := createBuckets(tx); err != nil {
 			return err
 		}
@@ -43,8 +32,7 @@ func Open(path string) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: schema: %w", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	s := &Store{db: db}
 	s.views.init(gen)
@@ -65,12 +53,7 @@ func (s *Store) Bolt() *bolt.DB { return s.db }
 
 // Check is the readiness check: the file is open and readable.
 func (s *Store) Check(context.Context) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(productsBucket) == nil {
-			return errors.New("products bucket missing")
-		}
-		return nil
-	})
+	return boltdb.CheckBucket(s.db, productsBucket)
 }
 
 // productRecord is a stored product: what its creator wrote. Views and

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/plugins/boltdb"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/plugins/textsearch"
@@ -31,18 +29,9 @@ type Store struct {
 
 // Open opens (creating if needed) the database at path.
 func Open(path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	// The timeout turns "another process holds the file" into an error
-	// instead of a hang.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := boltdb.Open(path, createBuckets)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	if err := db.Update(createBuckets); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: schema: %w", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	return &Store{db: db}, nil
 }
@@ -55,12 +44,7 @@ func (s *Store) Bolt() *bolt.DB { return s.db }
 
 // Check is the readiness check: the file is open and readable.
 func (s *Store) Check(context.Context) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(publicationsBucket) == nil {
-			return errors.New("publications bucket missing")
-		}
-		return nil
-	})
+	return boltdb.CheckBucket(s.db, publicationsBucket)
 }
 
 // Publication is a stored publication.

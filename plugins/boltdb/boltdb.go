@@ -1,0 +1,44 @@
+// Package boltdb opens a service's bbolt file the one way every marketmesh
+// service does: parent directory created, a lock timeout instead of a hang
+// when another process holds the file, and the whole schema created in one
+// transaction before first use.
+package boltdb
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// LockTimeout is how long Open waits for another process to release the file.
+const LockTimeout = 2 * time.Second
+
+// Open opens (creating if needed) the database at path and runs schema (the
+// service's bucket declarations) in one write transaction.
+func Open(path string, schema func(*bolt.Tx) error) (*bolt.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("bbolt %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("bbolt open %s: %w", path, err)
+	}
+	if err := db.Update(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bbolt schema %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// CheckBucket is a readiness check: the file is open, readable, and has bucket.
+func CheckBucket(db *bolt.DB, bucket []byte) error {
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucket) == nil {
+			return fmt.Errorf("bucket %s missing", bucket)
+		}
+		return nil
+	})
+}
