@@ -9,9 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
@@ -47,25 +44,17 @@ type Config struct {
 	} `yaml:"api" env:"API_"`
 }
 
-func main() {
-	if err := run(); err != nil {
-		slog.Error("api stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("api", run) }
 
-func run() error {
+func run(ctx context.Context) error {
 	started := time.Now()
 	cfg := Config{Mesh: config.Defaults()}
 	cfg.API.Address, cfg.API.JWTKeyFile = "127.0.0.1:8080", "keys/jwt-ed25519.key"
 	cfg.API.TokenTTL, cfg.API.MaxBodyBytes = config.Duration(24*time.Hour), 1<<20
 	cfg.API.LoginPerMinuteIP, cfg.API.LoginPerMinuteEmail = 60, 10
 	cfg.API.DrainDelay, cfg.API.PartTimeout = config.Duration(time.Second), config.Duration(300*time.Millisecond)
-	if err := config.Load(&cfg); err != nil {
+	if err := service.Boot(&cfg, func() (string, string) { return cfg.API.Address, "/healthz" }); err != nil {
 		return err
-	}
-	if service.IsHealthcheck() {
-		os.Exit(service.Probe(cfg.API.Address, "/healthz"))
 	}
 	logging.Setup(service.FullName("api"), cfg.Log.Level)
 
@@ -109,8 +98,6 @@ func run() error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	kv, kvErr := config.ConsulKV(cfg.Consul.Address)
 	if kvErr == nil {
 		go live.WatchConsul(ctx, kv, cfg.Consul.KVPrefix, cfg.RPC)

@@ -10,10 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go-micro.dev/v4/util/addr"
@@ -45,22 +42,14 @@ type Config struct {
 // shutdownGrace is how long in-flight uploads and downloads get to finish.
 const shutdownGrace = 30 * time.Second
 
-func main() {
-	if err := run(); err != nil {
-		slog.Error("images stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("images", run) }
 
-func run() error {
+func run(ctx context.Context) error {
 	cfg := Config{Mesh: config.Defaults()}
 	cfg.Images.HTTPAddress = "127.0.0.1:0"
 	cfg.Images.DBPath, cfg.Images.BlobDir = "images/images.db", "images/blobs"
-	if err := config.Load(&cfg); err != nil {
+	if err := service.Boot(&cfg, func() (string, string) { return cfg.Images.OpsAddress, "/readyz" }); err != nil {
 		return err
-	}
-	if service.IsHealthcheck() {
-		os.Exit(service.Probe(cfg.Images.OpsAddress, "/readyz"))
 	}
 	svc, err := service.New("images", cfg.Mesh, cfg.Images.Server, service.Version(version))
 	if err != nil {
@@ -107,8 +96,6 @@ func run() error {
 	svc.Go(func(ctx context.Context) { serveBlobs(ctx, srv, ln, &serveErr) })
 	slog.Info("blob endpoint listening", "address", ln.Addr().String(), "advertised", advertised)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	return svc.Run(ctx)
 }
 

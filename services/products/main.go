@@ -6,9 +6,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/marketmesh/marketmesh/plugins/config"
@@ -33,21 +30,13 @@ type Config struct {
 	} `yaml:"products" env:"PRODUCTS_"`
 }
 
-func main() {
-	if err := run(); err != nil {
-		slog.Error("products stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("products", run) }
 
-func run() error {
+func run(ctx context.Context) error {
 	cfg := Config{Mesh: config.Defaults()}
 	cfg.Products.DBPath, cfg.Products.ViewFlush = "products/products.db", config.Duration(2*time.Second)
-	if err := config.Load(&cfg); err != nil {
+	if err := service.Boot(&cfg, func() (string, string) { return cfg.Products.OpsAddress, "/readyz" }); err != nil {
 		return err
-	}
-	if service.IsHealthcheck() {
-		os.Exit(service.Probe(cfg.Products.OpsAddress, "/readyz"))
 	}
 	flush := cfg.Products.ViewFlush.D()
 	if flush <= 0 {
@@ -80,7 +69,5 @@ func run() error {
 	svc.Health().Add("bbolt", db.Check)
 	svc.Go(db.ViewFlusher(flush))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	return svc.Run(ctx)
 }

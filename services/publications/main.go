@@ -6,10 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/marketmesh/marketmesh/plugins/config"
@@ -37,26 +33,16 @@ type Config struct {
 	} `yaml:"publications" env:"PUBLICATIONS_"`
 }
 
-func main() {
-	if err := run(); err != nil {
-		slog.Error("publications stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("publications", run) }
 
-func run() error {
+func run(ctx context.Context) error {
 	cfg := Config{Mesh: config.Defaults()}
 	cfg.Publications.DBPath = "publications/publications.db"
 	cfg.Publications.MaxReservationTTL = config.Duration(30 * time.Minute)
 	cfg.Publications.ExpirySweep = config.Duration(time.Second)
-	if err := config.Load(&cfg); err != nil {
+	if err := service.Boot(&cfg, func() (string, string) { return cfg.Publications.OpsAddress, "/readyz" }); err != nil {
 		return err
 	}
-	if service.IsHealthcheck() {
-		os.Exit(service.Probe(cfg.Publications.OpsAddress, "/readyz"))
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	return serve(ctx, cfg)
 }
 

@@ -5,10 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/events"
@@ -32,21 +28,13 @@ type Config struct {
 	} `yaml:"users" env:"USERS_"`
 }
 
-func main() {
-	if err := run(); err != nil {
-		slog.Error("users stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("users", run) }
 
-func run() error {
+func run(ctx context.Context) error {
 	cfg := Config{Mesh: config.Defaults()}
 	cfg.Users.DBPath, cfg.Users.BankKeyFile = "users/users.db", "keys/users-bank.key"
-	if err := config.Load(&cfg); err != nil {
+	if err := service.Boot(&cfg, func() (string, string) { return cfg.Users.OpsAddress, "/readyz" }); err != nil {
 		return err
-	}
-	if service.IsHealthcheck() {
-		os.Exit(service.Probe(cfg.Users.OpsAddress, "/readyz"))
 	}
 	svc, err := service.New("users", cfg.Mesh, cfg.Users.Server, service.Version(version))
 	if err != nil {
@@ -73,7 +61,5 @@ func run() error {
 	svc.Health().Add("bbolt", db.Check)
 	svc.Go(relay.Run)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	return svc.Run(ctx)
 }
