@@ -12,25 +12,20 @@ import (
 	"unicode/utf8"
 
 	"github.com/marketmesh/marketmesh/plugins/money"
+
+	"github.com/marketmesh/marketmesh/plugins/validate"
 )
 
 // Sentinel errors; the handler maps them to RPC status codes.
 var (
 	ErrNotFound  = errors.New("not found")
-	ErrInvalid   = errors.New("invalid")
+	ErrInvalid   = validate.ErrInvalid
 	ErrForbidden = errors.New("only the product's creator may change it")
 )
 
-// invalidError is a validation failure whose message names the field; it
-// matches ErrInvalid with errors.Is.
-type invalidError struct{ msg string }
-
-func (e invalidError) Error() string        { return e.msg }
-func (e invalidError) Is(target error) bool { return target == ErrInvalid }
-
-func invalid(format string, a ...any) error {
-	return invalidError{msg: fmt.Sprintf(format, a...)}
-}
+// invalid returns a validation error whose message names the field; it
+// matches ErrInvalid.
+func invalid(format string, a ...any) error { return validate.Errorf(format, a...) }
 
 // Limits on product fields, in characters (runes).
 const (

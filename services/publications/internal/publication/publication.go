@@ -12,11 +12,13 @@ import (
 
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+
+	"github.com/marketmesh/marketmesh/plugins/validate"
 )
 
 // Sentinel errors; the handler maps them to RPC status codes.
 var (
-	ErrInvalid   = errors.New("invalid")   // 422
+	ErrInvalid   = validate.ErrInvalid     // 422
 	ErrNotFound  = errors.New("not found") // 404
 	ErrForbidden = errors.New("forbidden") // 403
 	ErrConflict  = errors.New("conflict")  // 409: every error below matches it too
@@ -28,16 +30,9 @@ var (
 	ErrReservationState    = errors.New("reservation is in another state")
 )
 
-// invalidError is a validation failure whose message names the field; it
-// matches ErrInvalid with errors.Is.
-type invalidError struct{ msg string }
-
-func (e invalidError) Error() string        { return e.msg }
-func (e invalidError) Is(target error) bool { return target == ErrInvalid }
-
-func invalid(format string, a ...any) error {
-	return invalidError{msg: fmt.Sprintf(format, a...)}
-}
+// invalid returns a validation error whose message names the field; it
+// matches ErrInvalid.
+func invalid(format string, a ...any) error { return validate.Errorf(format, a...) }
 
 // kindError carries a message for the client and matches its kind (and,
 // for conflicts, ErrConflict) with errors.Is.

@@ -4,32 +4,26 @@ package user
 
 import (
 	"errors"
-	"fmt"
 	"net/mail"
 	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/marketmesh/marketmesh/plugins/validate"
 )
 
 // Sentinel errors; the handler maps them to RPC status codes.
 var (
 	ErrNotFound       = errors.New("not found")
 	ErrEmailTaken     = errors.New("email is already registered")
-	ErrInvalid        = errors.New("invalid")
+	ErrInvalid        = validate.ErrInvalid
 	ErrBadCredentials = errors.New("wrong email or password")
 )
 
-// invalidError is a validation failure whose message names the field; it
-// matches ErrInvalid with errors.Is.
-type invalidError struct{ msg string }
-
-func (e invalidError) Error() string        { return e.msg }
-func (e invalidError) Is(target error) bool { return target == ErrInvalid }
-
-func invalid(format string, a ...any) error {
-	return invalidError{msg: fmt.Sprintf(format, a...)}
-}
+// invalid returns a validation error whose message names the field; it
+// matches ErrInvalid.
+func invalid(format string, a ...any) error { return validate.Errorf(format, a...) }
 
 // Limits on user input.
 const (
