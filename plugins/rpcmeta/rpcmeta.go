@@ -9,6 +9,7 @@ package rpcmeta
 import (
 	"context"
 	"strings"
+	"unicode"
 
 	"go-micro.dev/v4/metadata"
 )
@@ -106,4 +107,22 @@ func lookup(md metadata.Metadata, key string) string {
 		}
 	}
 	return ""
+}
+
+// RequestIDHeader carries the request ID over HTTP, in and out of the api.
+const RequestIDHeader = "X-Request-Id"
+
+// ValidRequestID reports whether a request ID received from outside may be
+// kept: 1..128 printable ASCII characters without spaces (it ends up in logs
+// and headers).
+func ValidRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if c > unicode.MaxASCII || !unicode.IsPrint(c) || c == ' ' {
+			return false
+		}
+	}
+	return true
 }

@@ -6,7 +6,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,24 +20,12 @@ import (
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
+		if !rpcmeta.ValidRequestID(id) {
 			id = ulid.Make().String()
 		}
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r.WithContext(rpcmeta.WithRequestID(r.Context(), id)))
 	})
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for _, c := range id {
-		if c > unicode.MaxASCII || !unicode.IsPrint(c) || c == ' ' {
-			return false
-		}
-	}
-	return true
 }
 
 // recoverer turns a panic into a 500 in the error shape.

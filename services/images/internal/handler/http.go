@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/marketmesh/marketmesh/plugins/apierror"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
@@ -71,7 +70,7 @@ func NewHTTP(s *store.Store, o HTTPOptions) *Blobs {
 
 // ServeHTTP takes the request ID the api sent, recovers panics and routes.
 func (b *Blobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
+	if id := r.Header.Get("X-Request-Id"); rpcmeta.ValidRequestID(id) {
 		w.Header().Set("X-Request-Id", id)
 		r = r.WithContext(rpcmeta.WithRequestID(r.Context(), id))
 	}
@@ -85,18 +84,6 @@ func (b *Blobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	b.mux.ServeHTTP(w, r)
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for _, c := range id {
-		if c > unicode.MaxASCII || !unicode.IsPrint(c) || c == ' ' {
-			return false
-		}
-	}
-	return true
 }
 
 // deadline gives a handler a time limit: on its context and on the
