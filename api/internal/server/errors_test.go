@@ -36,7 +36,7 @@ func TestUsersServiceErrorsKeepTheirStatus(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ta := newTestAPI(t)
-			ta.users.answer = func(string, any) (any, error) { return nil, tt.err }
+			ta.users.Answer = func(string, any) (any, error) { return nil, tt.err }
 			rec := ta.do(t, req{method: "GET", path: "/v1/users/01HX"})
 			if msg := wantError(t, rec, tt.status, tt.code); msg != tt.message {
 				t.Errorf("message = %q, want %q", msg, tt.message)

@@ -16,12 +16,10 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go-micro.dev/v4/client"
-	"go-micro.dev/v4/codec"
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
 	"github.com/marketmesh/marketmesh/plugins/auth"
-	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
 	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
@@ -32,62 +30,6 @@ import (
 func TestMain(m *testing.M) {
 	slog.SetDefault(slog.New(slog.DiscardHandler))
 	os.Exit(m.Run())
-}
-
-// fakeUsers is a go-micro client standing in for the users service. It
-// records every call and answers with answer, or with zero values.
-type fakeUsers struct {
-	client.Client // only NewRequest and Call are implemented
-
-	mu     sync.Mutex
-	calls  []fakeCall
-	answer func(endpoint string, req any) (any, error)
-}
-
-type fakeCall struct {
-	Endpoint, Caller, RequestID string
-	Req                         any
-}
-
-type fakeRequest struct {
-	service, endpoint string
-	body              any
-}
-
-func (r fakeRequest) Service() string     { return r.service }
-func (r fakeRequest) Method() string      { return r.endpoint }
-func (r fakeRequest) Endpoint() string    { return r.endpoint }
-func (r fakeRequest) ContentType() string { return "application/json" }
-func (r fakeRequest) Body() any           { return r.body }
-func (r fakeRequest) Codec() codec.Writer { return nil }
-func (r fakeRequest) Stream() bool        { return false }
-func (f *fakeUsers) NewRequest(service, endpoint string, req any, _ ...client.RequestOption) client.Request {
-	return fakeRequest{service: service, endpoint: endpoint, body: req}
-}
-
-func (f *fakeUsers) Call(ctx context.Context, req client.Request, rsp any, _ ...client.CallOption) error {
-	f.mu.Lock()
-	f.calls = append(f.calls, fakeCall{Endpoint: req.Endpoint(), Caller: rpcmeta.Caller(ctx), RequestID: rpcmeta.RequestID(ctx), Req: req.Body()})
-	answer := f.answer
-	f.mu.Unlock()
-	if answer == nil {
-		return nil
-	}
-	res, err := answer(req.Endpoint(), req.Body())
-	if err != nil || res == nil {
-		return err
-	}
-	raw, err := json.Marshal(res)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(raw, rsp)
-}
-
-func (f *fakeUsers) Calls() []fakeCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]fakeCall(nil), f.calls...)
 }
 
 // fakeBlobs stands in for the images service's HTTP endpoint: uploads get
@@ -124,7 +66,7 @@ type testAPI struct {
 	h      http.Handler
 	signer *auth.Signer
 	key    ed25519.PrivateKey
-	users  *fakeUsers // every contract's client shares this fake
+	users  *rpcfake.Client // every contract's client shares this fake
 	blobs  *fakeBlobs
 }
 
@@ -140,7 +82,7 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 	t.Helper()
 	key := newKey(t)
-	users := &fakeUsers{}
+	users := &rpcfake.Client{}
 	blobs := &fakeBlobs{}
 	o := server.Options{
 		Users:               usersrpc.NewClient(users),

@@ -14,7 +14,7 @@ import (
 
 // rejectAll makes every Authenticate a 401 from the users service.
 func rejectAll(ta *testAPI) {
-	ta.users.answer = func(endpoint string, _ any) (any, error) {
+	ta.users.Answer = func(endpoint string, _ any) (any, error) {
 		if endpoint == "Users.Authenticate" {
 			return nil, merrors.Unauthorized(usersrpc.Service, "wrong email or password")
 		}

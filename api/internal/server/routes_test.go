@@ -77,7 +77,7 @@ func TestEveryRouteIsServed(t *testing.T) {
 		"POST /v1/images": {"Content-Type": "multipart/form-data; boundary=B"},
 	}
 	queries := map[string]string{"GET /v1/images": "?owner_type=product&owner_id=p1"}
-	ta.users.answer = func(endpoint string, _ any) (any, error) {
+	ta.users.Answer = func(endpoint string, _ any) (any, error) {
 		switch endpoint {
 		case "Users.Authenticate", "Users.Register":
 			return &usersrpc.User{ID: "01HCALLER", Email: "ada@example.com"}, nil
@@ -110,7 +110,7 @@ func TestEveryRouteIsServed(t *testing.T) {
 
 func TestSuccessfulResponses(t *testing.T) {
 	ta := newTestAPI(t)
-	ta.users.answer = func(endpoint string, _ any) (any, error) {
+	ta.users.Answer = func(endpoint string, _ any) (any, error) {
 		switch endpoint {
 		case "Users.Register", "Users.Authenticate":
 			return &usersrpc.User{ID: "01HNEWUSER", Email: "ada@example.com", Name: "Ada"}, nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/plugins/apierror"
+	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
 	"github.com/marketmesh/marketmesh/services/images/internal/handler"
@@ -136,18 +136,8 @@ func wantError(t testing.TB, rec *httptest.ResponseRecorder, status int, msgCont
 
 func as(uid string) context.Context { return rpcmeta.WithCaller(context.Background(), uid) }
 
-// microErr fails unless err is a go-micro error of the images service with code.
+// microErr fails unless err is a go-micro error of imagesrpc.Service with code, and returns it.
 func microErr(t testing.TB, err error, code int32) *merrors.Error {
 	t.Helper()
-	var me *merrors.Error
-	if !errors.As(err, &me) {
-		t.Fatalf("err = %v (%T), want a go-micro error with code %d", err, err, code)
-	}
-	if me.Code != code {
-		t.Fatalf("code = %d (%q), want %d", me.Code, me.Detail, code)
-	}
-	if me.Id != imagesrpc.Service {
-		t.Errorf("error id = %q, want %q", me.Id, imagesrpc.Service)
-	}
-	return me
+	return rpcfake.RequireCode(t, err, imagesrpc.Service, code)
 }

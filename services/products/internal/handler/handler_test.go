@@ -3,7 +3,6 @@ package handler_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/money"
+	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/products/internal/handler"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
@@ -69,20 +69,10 @@ func as(uid string) context.Context { return rpcmeta.WithCaller(context.Backgrou
 
 var anon = context.Background()
 
-// microErr fails unless err is a go-micro error with code, and returns it.
-func microErr(t *testing.T, err error, code int32) *merrors.Error {
+// microErr fails unless err is a go-micro error of productsrpc.Service with code, and returns it.
+func microErr(t testing.TB, err error, code int32) *merrors.Error {
 	t.Helper()
-	var me *merrors.Error
-	if !errors.As(err, &me) {
-		t.Fatalf("err = %v (%T), want a go-micro error with code %d", err, err, code)
-	}
-	if me.Code != code {
-		t.Fatalf("code = %d (%q), want %d", me.Code, me.Detail, code)
-	}
-	if me.Id != productsrpc.Service {
-		t.Errorf("error id = %q, want %q", me.Id, productsrpc.Service)
-	}
-	return me
+	return rpcfake.RequireCode(t, err, productsrpc.Service, code)
 }
 
 func (f *fixture) create(t *testing.T, uid string, req productsrpc.CreateRequest) productsrpc.Product {

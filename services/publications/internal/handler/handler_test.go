@@ -18,6 +18,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/money"
+	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
 	"github.com/marketmesh/marketmesh/services/publications/internal/store"
@@ -112,20 +113,10 @@ func (f *fixture) outbox(t *testing.T) []events.Event {
 	return evs
 }
 
-// microErr fails unless err is a go-micro error with code, and returns it.
-func microErr(t *testing.T, err error, code int32) *merrors.Error {
+// microErr fails unless err is a go-micro error of publicationsrpc.Service with code, and returns it.
+func microErr(t testing.TB, err error, code int32) *merrors.Error {
 	t.Helper()
-	var me *merrors.Error
-	if !errors.As(err, &me) {
-		t.Fatalf("err = %v (%T), want a go-micro error with code %d", err, err, code)
-	}
-	if me.Code != code {
-		t.Fatalf("code = %d (%q), want %d", me.Code, me.Detail, code)
-	}
-	if me.Id != publicationsrpc.Service {
-		t.Errorf("error id = %q, want %q", me.Id, publicationsrpc.Service)
-	}
-	return me
+	return rpcfake.RequireCode(t, err, publicationsrpc.Service, code)
 }
 
 func TestCreate(t *testing.T) {

@@ -6,44 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"go-micro.dev/v4/client"
-	"go-micro.dev/v4/codec"
 	merrors "go-micro.dev/v4/errors"
 
+	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
 	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
-
-// answeringClient is a go-micro client whose every call answers err.
-type answeringClient struct {
-	client.Client // not implemented: calling anything else panics
-	err           error
-	endpoint      string
-	req           any
-}
-
-type request struct {
-	service, endpoint string
-	body              any
-}
-
-func (r request) Service() string     { return r.service }
-func (r request) Method() string      { return r.endpoint }
-func (r request) Endpoint() string    { return r.endpoint }
-func (r request) ContentType() string { return "application/json" }
-func (r request) Body() any           { return r.body }
-func (r request) Codec() codec.Writer { return nil }
-func (r request) Stream() bool        { return false }
-
-func (c *answeringClient) NewRequest(service, endpoint string, req any, _ ...client.RequestOption) client.Request {
-	return request{service: service, endpoint: endpoint, body: req}
-}
-
-func (c *answeringClient) Call(_ context.Context, req client.Request, _ any, _ ...client.CallOption) error {
-	c.endpoint, c.req = req.Service()+" "+req.Endpoint(), req.Body()
-	return c.err
-}
 
 // TestProductsClientMapsAnswers checks the real ProductChecker over the
 // products contract: 404 means "no such product", other failures mean
@@ -65,17 +34,21 @@ func TestProductsClientMapsAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &answeringClient{err: tt.err}
+			c := &rpcfake.Client{Answer: func(string, any) (any, error) { return nil, tt.err }}
 			pc := handler.Products(productsrpc.NewClient(c))
 			ok, err := pc.ProductExists(context.Background(), "prod-x")
 			if ok != tt.exists || (err != nil) != tt.checkErr {
 				t.Fatalf("ProductExists = %v, %v", ok, err)
 			}
-			if c.endpoint != "marketmesh.products Products.Get" {
-				t.Errorf("called %q", c.endpoint)
+			calls := c.Calls()
+			if len(calls) != 1 {
+				t.Fatalf("ProductExists made %d calls, want 1", len(calls))
 			}
-			if r, _ := c.req.(*productsrpc.GetRequest); r == nil || r.ID != "prod-x" || r.CountView {
-				t.Errorf("request %#v, want the product's ID and no view counted", c.req)
+			if got := calls[0].Service + " " + calls[0].Endpoint; got != "marketmesh.products Products.Get" {
+				t.Errorf("called %q", got)
+			}
+			if r, _ := calls[0].Req.(*productsrpc.GetRequest); r == nil || r.ID != "prod-x" || r.CountView {
+				t.Errorf("request %#v, want the product's ID and no view counted", calls[0].Req)
 			}
 
 			f := newFixture(t)

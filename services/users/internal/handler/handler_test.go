@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/plugins/events"
+	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/users/internal/handler"
 	"github.com/marketmesh/marketmesh/services/users/internal/sealer"
@@ -69,20 +69,10 @@ func (f *fixture) register(t *testing.T, email, password, name string) usersrpc.
 
 func as(uid string) context.Context { return rpcmeta.WithCaller(context.Background(), uid) }
 
-// microErr fails unless err is a go-micro error with code, and returns it.
-func microErr(t *testing.T, err error, code int32) *merrors.Error {
+// microErr fails unless err is a go-micro error of usersrpc.Service with code, and returns it.
+func microErr(t testing.TB, err error, code int32) *merrors.Error {
 	t.Helper()
-	var me *merrors.Error
-	if !errors.As(err, &me) {
-		t.Fatalf("err = %v (%T), want a go-micro error with code %d", err, err, code)
-	}
-	if me.Code != code {
-		t.Fatalf("code = %d (%q), want %d", me.Code, me.Detail, code)
-	}
-	if me.Id != usersrpc.Service {
-		t.Errorf("error id = %q, want %q", me.Id, usersrpc.Service)
-	}
-	return me
+	return rpcfake.RequireCode(t, err, usersrpc.Service, code)
 }
 
 func TestCallerEndpointsRequireACaller(t *testing.T) {
