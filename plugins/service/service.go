@@ -93,7 +93,7 @@ func New(name string, mesh config.Mesh, srv config.Server, opts ...Option) (*Ser
 		server.Version(o.Version),
 		server.Address(o.Server.Address),
 		server.Advertise(o.Server.Advertise),
-		server.Registry(reg),
+		server.Registry(&drainingRegistry{Registry: reg}),
 		// No TTL: Consul's HTTP probe is the health signal. The interval
 		// re-registers the instance if Consul lost it (a restarted dev agent).
 		server.RegisterTTL(0),
