@@ -72,14 +72,16 @@ func run(ctx context.Context) error {
 	nodeID := service.NewNodeID(service.FullName("api"))
 	reg := service.NewRegistry(cfg.Consul, port, service.CheckURL("/healthz", nodeID))
 	live := config.NewLive(cfg.RPC)
-	rpc := rpcclient.New(reg, live)
+	// One watched registry cache serves the RPC clients and the blob client.
+	sel := rpcclient.Selector(rpcclient.NewSelector(reg))
+	rpc := rpcclient.New(reg, live, sel)
 
 	api := server.New(server.Options{
 		Users:               usersrpc.NewClient(rpc),
 		Products:            productsrpc.NewClient(rpc),
 		Publications:        publicationsrpc.NewClient(rpc),
 		Images:              imagesrpc.NewClient(rpc),
-		Blobs:               rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey),
+		Blobs:               rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey, sel),
 		PartTimeout:         cfg.API.PartTimeout.D(),
 		Signer:              auth.NewSigner(key, auth.TTL(cfg.API.TokenTTL.D())),
 		MaxBody:             cfg.API.MaxBodyBytes,

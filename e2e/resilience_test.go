@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -119,21 +119,5 @@ func expect(m *mesh, status int, token string) error {
 	return nil
 }
 
-type statusError struct {
-	status int
-	body   map[string]any
-}
-
-func (e statusError) Error() string {
-	return http.StatusText(e.status) + ": " + strings.TrimSpace(strings.ReplaceAll(toString(e.body), "\n", " "))
-}
-
-func errStatus(st int, body map[string]any) error { return statusError{st, body} }
-
-func toString(v any) string {
-	if v == nil {
-		return ""
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}
+// errStatus describes an unexpected answer for Eventually's report.
+func errStatus(st int, body map[string]any) error { return fmt.Errorf("status %d: %v", st, body) }

@@ -42,3 +42,29 @@ func CheckBucket(db *bolt.DB, bucket []byte) error {
 		return nil
 	})
 }
+
+// Key joins parts with NUL separators: the layout of every composite key
+// (index entries "<value>\x00<id>", owned items "<owner>\x00<item>"). Parts
+// must not contain NUL, or ranges would overlap.
+func Key(parts ...string) []byte { return join(parts) }
+
+// KeyBytes is Key for binary parts (big-endian numbers sort as they compare).
+func KeyBytes(parts ...[]byte) []byte { return join(parts) }
+
+// Prefix is Key(parts...) plus a separator: the range of keys that extend it.
+func Prefix(parts ...string) []byte { return append(Key(parts...), 0) }
+
+func join[T string | []byte](parts []T) []byte {
+	n := len(parts) - 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 0, max(n, 0))
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}

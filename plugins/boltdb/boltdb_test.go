@@ -52,3 +52,18 @@ func TestASchemaErrorClosesTheFile(t *testing.T) {
 	}
 	db.Close()
 }
+
+func TestKeysJoinPartsWithNUL(t *testing.T) {
+	if got := string(Key("USD", "0001", "01ID")); got != "USD\x000001\x0001ID" {
+		t.Fatalf("Key = %q", got)
+	}
+	if got := string(KeyBytes([]byte("a"), []byte{0xff, 0x01}, []byte("id"))); got != "a\x00\xff\x01\x00id" {
+		t.Fatalf("KeyBytes = %q", got)
+	}
+	if got := string(Prefix("user", "01U")); got != "user\x0001U\x00" {
+		t.Fatalf("Prefix = %q", got)
+	}
+	if got := Key(); len(got) != 0 {
+		t.Fatalf("Key() = %q", got)
+	}
+}

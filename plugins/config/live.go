@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,26 +86,15 @@ func (l *Live) WatchConsul(ctx context.Context, kv *consul.KV, prefix string, ba
 // ParseRPC decodes a YAML (or JSON, a subset of YAML) document over dst and
 // refuses values that would disable the mechanisms they tune.
 func ParseRPC(b []byte, dst *RPC) error {
+	next := *dst // fields absent from b keep their values
 	if json.Valid(b) {
-		// yaml.v3 reads JSON too, but json gives clearer messages for JSON input.
-		// The yaml tags matter: the fields are re-encoded as YAML below, and
-		// without them yaml.v3 would write "requesttimeout", which RPC ignores.
-		var aux struct {
-			RequestTimeout  *Duration `json:"request_timeout" yaml:"request_timeout,omitempty"`
-			DialTimeout     *Duration `json:"dial_timeout" yaml:"dial_timeout,omitempty"`
-			ReadRetries     *int      `json:"read_retries" yaml:"read_retries,omitempty"`
-			BreakerFailures *uint32   `json:"breaker_failures" yaml:"breaker_failures,omitempty"`
-			BreakerOpenFor  *Duration `json:"breaker_open_for" yaml:"breaker_open_for,omitempty"`
-		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
+		// yaml.v3 reads JSON too, but json names unknown fields and bad types clearly.
+		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&aux); err != nil {
+		if err := dec.Decode(&next); err != nil {
 			return err
 		}
-		b, _ = yaml.Marshal(aux)
-	}
-	next := *dst
-	if err := yaml.Unmarshal(b, &next); err != nil {
+	} else if err := yaml.Unmarshal(b, &next); err != nil {
 		return err
 	}
 	switch {

@@ -29,7 +29,7 @@ type HTTP struct {
 func NewHTTP(reg registry.Registry, live *config.Live, metaKey string, opts ...Option) *HTTP {
 	o := newOptions(opts...)
 	return &HTTP{
-		sel:      selector.NewSelector(selector.Registry(reg), selector.SetStrategy(selector.RoundRobin)),
+		sel:      o.selector(reg),
 		breakers: newBreakers(live, newMetrics(o.Metrics)),
 		client:   &http.Client{Transport: http.DefaultTransport},
 		metaKey:  metaKey,

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go-micro.dev/v4/client"
+	"go-micro.dev/v4/registry"
+	"go-micro.dev/v4/selector"
 )
 
 // Options configure the client stack.
@@ -13,6 +15,9 @@ type Options struct {
 	Metrics prometheus.Registerer
 	// Wrappers are extra go-micro client wrappers, outermost first.
 	Wrappers []client.Wrapper
+	// Selector picks nodes from a watched cache of the registry; clients of
+	// one process should share one, so Consul is watched once.
+	Selector selector.Selector
 }
 
 // Option changes Options.
@@ -24,6 +29,23 @@ func Metrics(r prometheus.Registerer) Option { return func(o *Options) { o.Metri
 // Wrap adds go-micro client wrappers outside the stack.
 func Wrap(w ...client.Wrapper) Option {
 	return func(o *Options) { o.Wrappers = append(o.Wrappers, w...) }
+}
+
+// Selector shares a node selector (see NewSelector) between clients.
+func Selector(sel selector.Selector) Option { return func(o *Options) { o.Selector = sel } }
+
+// NewSelector returns the selector the stack uses: a watched cache of reg
+// (calls never wait on Consul, and keep working on stale data if it is
+// down), round robin from a random start so a retry goes to the next node.
+func NewSelector(reg registry.Registry) selector.Selector {
+	return selector.NewSelector(selector.Registry(reg), selector.SetStrategy(selector.RoundRobin))
+}
+
+func (o Options) selector(reg registry.Registry) selector.Selector {
+	if o.Selector != nil {
+		return o.Selector
+	}
+	return NewSelector(reg)
 }
 
 func newOptions(opts ...Option) Options {

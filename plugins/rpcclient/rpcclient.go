@@ -37,11 +37,7 @@ func New(reg registry.Registry, live *config.Live, opts ...Option) client.Client
 	cfg := live.Get()
 	copts := []client.Option{
 		client.Registry(reg),
-		// The default selector keeps a watched cache of the registry: calls
-		// never wait on Consul, and keep working on stale data if it is down.
-		// Round robin from a random start: within one call, a retry goes to
-		// the next node instead of possibly the same one again.
-		client.Selector(selector.NewSelector(selector.Registry(reg), selector.SetStrategy(selector.RoundRobin))),
+		client.Selector(o.selector(reg)),
 		client.ContentType("application/json"),
 		client.Retries(0), // the stack decides per call; go-micro's default is 5
 		client.RequestTimeout(cfg.RequestTimeout.D()),

@@ -274,16 +274,6 @@ func (a *API) getPublication(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// listQuery parses the query string strictly and reads the paging parameters.
-func listQuery(r *http.Request) (url.Values, int, string, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return nil, 0, "", apierror.New(http.StatusBadRequest, "malformed query string: "+err.Error())
-	}
-	size, token, err := pageParams(r)
-	return q, size, token, err
-}
-
 func oneOf(q url.Values, name string, allowed []string) (string, error) {
 	v := q.Get(name)
 	if v == "" {

@@ -91,26 +91,27 @@ func required(fields ...[2]string) error {
 	return nil
 }
 
-// pageParams reads page_size (1..100, default 20) and page_token.
-func pageParams(r *http.Request) (int, string, error) {
-	// URL.Query drops malformed pairs silently; a client must hear about them.
+// listQuery parses the query string strictly (URL.Query would drop malformed
+// pairs silently; a client must hear about them) and reads page_size
+// (1..100, default 20) and page_token.
+func listQuery(r *http.Request) (url.Values, int, string, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return 0, "", apierror.New(http.StatusBadRequest, "malformed query string: "+err.Error())
+		return nil, 0, "", apierror.New(http.StatusBadRequest, "malformed query string: "+err.Error())
 	}
 	size := 20
 	if v := q.Get("page_size"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 100 {
-			return 0, "", apierror.New(http.StatusBadRequest, "page_size must be an integer from 1 to 100")
+			return nil, 0, "", apierror.New(http.StatusBadRequest, "page_size must be an integer from 1 to 100")
 		}
 		size = n
 	}
 	token := q.Get("page_token")
 	if len(token) > 512 {
-		return 0, "", apierror.New(http.StatusBadRequest, "page_token is not valid")
+		return nil, 0, "", apierror.New(http.StatusBadRequest, "page_token is not valid")
 	}
-	return size, token, nil
+	return q, size, token, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

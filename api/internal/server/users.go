@@ -157,7 +157,7 @@ type wishlistPage struct {
 }
 
 func (a *API) listWishlist(w http.ResponseWriter, r *http.Request) error {
-	size, token, err := pageParams(r)
+	_, size, token, err := listQuery(r)
 	if err != nil {
 		return err
 	}
@@ -244,7 +244,7 @@ func (a *API) removeWishlist(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listBankAccounts(w http.ResponseWriter, r *http.Request) error {
-	size, token, err := pageParams(r)
+	_, size, token, err := listQuery(r)
 	if err != nil {
 		return err
 	}
@@ -286,7 +286,7 @@ func (a *API) removeBankAccount(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listDevices(w http.ResponseWriter, r *http.Request) error {
-	size, token, err := pageParams(r)
+	_, size, token, err := listQuery(r)
 	if err != nil {
 		return err
 	}

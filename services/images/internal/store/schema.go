@@ -12,6 +12,8 @@ package store
 
 import (
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/marketmesh/marketmesh/plugins/boltdb"
 )
 
 var (
@@ -32,7 +34,7 @@ func createBuckets(tx *bolt.Tx) error {
 // ownerPrefix is the start of an owner's range in ownerIndex. IDs never
 // contain \x00 (imaging.CheckID), so ranges do not overlap.
 func ownerPrefix(ownerType, ownerID string) []byte {
-	return []byte(ownerType + "\x00" + ownerID + "\x00")
+	return boltdb.Prefix(ownerType, ownerID)
 }
 
 func ownerKey(ownerType, ownerID, imageID string) []byte {

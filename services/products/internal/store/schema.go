@@ -23,6 +23,8 @@ import (
 
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/textsearch"
+
+	"github.com/marketmesh/marketmesh/plugins/boltdb"
 )
 
 var (
@@ -68,34 +70,19 @@ func createBuckets(tx *bolt.Tx) error {
 
 // Index keys.
 
-func joinKey(parts ...[]byte) []byte {
-	n := len(parts) - 1
-	for _, p := range parts {
-		n += len(p)
-	}
-	k := make([]byte, 0, n)
-	for i, p := range parts {
-		if i > 0 {
-			k = append(k, 0)
-		}
-		k = append(k, p...)
-	}
-	return k
-}
-
 func u64(v uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], v)
 	return b[:]
 }
 
-func categoryKey(path, id string) []byte { return joinKey([]byte(path), []byte(id)) }
-func brandKey(folded, id string) []byte  { return joinKey([]byte(folded), []byte(id)) }
+func categoryKey(path, id string) []byte { return boltdb.KeyBytes([]byte(path), []byte(id)) }
+func brandKey(folded, id string) []byte  { return boltdb.KeyBytes([]byte(folded), []byte(id)) }
 func viewsKey(views uint64, id string) []byte {
-	return joinKey(u64(views), []byte(id))
+	return boltdb.KeyBytes(u64(views), []byte(id))
 }
 func priceKey(currency string, amount int64, id string) []byte {
-	return joinKey([]byte(currency), u64(uint64(amount)), []byte(id))
+	return boltdb.KeyBytes([]byte(currency), u64(uint64(amount)), []byte(id))
 }
 
 // priceKeyLen is the length of a price key without its ID: "USD\x00" + 8 + "\x00".
@@ -105,7 +92,7 @@ const priceKeyLen = 3 + 1 + 8 + 1
 const viewsKeyLen = 8 + 1
 
 func pubPriceKey(productID, publicationID string) []byte {
-	return joinKey([]byte(productID), []byte(publicationID))
+	return boltdb.KeyBytes([]byte(productID), []byte(publicationID))
 }
 
 // addCount adds delta to the u64 counter at key, deleting it at zero.

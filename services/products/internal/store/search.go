@@ -9,6 +9,8 @@ import (
 
 	"github.com/marketmesh/marketmesh/plugins/textsearch"
 	"github.com/marketmesh/marketmesh/services/products/internal/product"
+
+	"github.com/marketmesh/marketmesh/plugins/boltdb"
 )
 
 // Search returns one page of q (already normalized) and the next page's
@@ -580,7 +582,7 @@ func decodePriceKey(k []byte) sortKey {
 func (sr *searcher) priceRange(desc bool) *rangeIter {
 	cur := []byte(sr.q.Currency)
 	it := &rangeIter{c: sr.tx.Bucket(priceIndex).Cursor(), desc: desc,
-		lo: joinKey(cur, u64(uint64(sr.filter.min))), hi: joinKey(cur, u64(uint64(sr.filter.max)))}
+		lo: boltdb.KeyBytes(cur, u64(uint64(sr.filter.min))), hi: boltdb.KeyBytes(cur, u64(uint64(sr.filter.max)))}
 	it.hi = append(it.hi, 1) // past every ID at max: "\x00<id>" < "\x01"
 	return it
 }
@@ -639,10 +641,10 @@ func (sr *searcher) categoryIDs(after *sortKey, desc bool) *idMerge {
 // idRange is the range of "<value>\x00<id>" keys of one value, starting
 // after the cursor's ID in the direction of travel.
 func idRange(b *bolt.Bucket, value []byte, after *sortKey, desc bool) *rangeIter {
-	it := &rangeIter{c: b.Cursor(), lo: joinKey(value, nil), desc: desc, idAt: len(value) + 1}
-	it.hi = append(joinKey(value), 1)
+	it := &rangeIter{c: b.Cursor(), lo: boltdb.KeyBytes(value, nil), desc: desc, idAt: len(value) + 1}
+	it.hi = append(boltdb.KeyBytes(value), 1)
 	if after != nil {
-		it.after = joinKey(value, after.id)
+		it.after = boltdb.KeyBytes(value, after.id)
 	}
 	return it
 }

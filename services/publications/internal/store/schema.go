@@ -44,25 +44,6 @@ func createBuckets(tx *bolt.Tx) error {
 	return events.CreateBuckets(tx)
 }
 
-// key joins parts with NUL separators.
-func key(parts ...string) []byte {
-	n := len(parts) - 1
-	for _, p := range parts {
-		n += len(p)
-	}
-	k := make([]byte, 0, n)
-	for i, p := range parts {
-		if i > 0 {
-			k = append(k, 0)
-		}
-		k = append(k, p...)
-	}
-	return k
-}
-
-// prefix is key(parts...) followed by the separator: the range of its IDs.
-func prefix(parts ...string) []byte { return append(key(parts...), 0) }
-
 // priceKey is the by_price key of a price: currency, big-endian amount
 // (amounts are positive, so byte order is numeric order), then ID.
 func priceKey(currency string, amount int64, id string) []byte {

@@ -14,6 +14,8 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
 	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+
+	"github.com/marketmesh/marketmesh/plugins/boltdb"
 )
 
 // ErrBadPageToken is returned for a page token this store did not issue
@@ -313,7 +315,7 @@ func (pg *pager) walk(segments ...segment) error {
 // idRange is the backwards walk of one value's range of an index
 // ("<value>\x00<id>"), starting before the token's ID.
 func (pg *pager) idRange(bucket []byte, value ...string) segment {
-	p := prefix(value...)
+	p := boltdb.Prefix(value...)
 	sg := segment{bucket: bucket, lo: p, hi: end(p), desc: true, idAt: len(p)}
 	if pg.after != nil {
 		sg.after = append(append([]byte{}, p...), pg.after.id...)
@@ -323,7 +325,7 @@ func (pg *pager) idRange(bucket []byte, value ...string) segment {
 
 // rangeIDs lists the IDs in one value's range of an index.
 func (pg *pager) rangeIDs(bucket []byte, value ...string) ([]string, error) {
-	p := prefix(value...)
+	p := boltdb.Prefix(value...)
 	var ids []string
 	c := pg.tx.Bucket(bucket).Cursor()
 	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
@@ -367,7 +369,7 @@ func (pg *pager) priceSegments() []segment {
 	} else {
 		var curs []string
 		c := pg.tx.Bucket(byPrice).Cursor()
-		for k, _ := c.First(); k != nil && len(k) >= priceHead; k, _ = c.Seek(end(k[:3])) {
+		for k, _ := c.First(); len(k) >= priceHead; k, _ = c.Seek(end(k[:3])) {
 			curs = append(curs, string(k[:3]))
 		}
 		slices.SortFunc(curs, pg.o.compareCurrency)

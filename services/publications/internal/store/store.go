@@ -92,10 +92,10 @@ func (s *Store) Create(p Publication) error {
 			bucket []byte
 			key    []byte
 		}{
-			{byProduct, key(p.ProductID, p.ID)},
-			{bySeller, key(p.SellerID, p.ID)},
-			{bySellerStatus, key(p.SellerID, p.Status, p.ID)},
-			{byStatus, key(p.Status, p.ID)},
+			{byProduct, boltdb.Key(p.ProductID, p.ID)},
+			{bySeller, boltdb.Key(p.SellerID, p.ID)},
+			{bySellerStatus, boltdb.Key(p.SellerID, p.Status, p.ID)},
+			{byStatus, boltdb.Key(p.Status, p.ID)},
 			{byPrice, priceKey(p.Price.Currency, p.Price.Amount, p.ID)},
 		} {
 			if err := tx.Bucket(ix.bucket).Put(ix.key, nil); err != nil {
@@ -188,16 +188,16 @@ func (s *Store) Update(id string, fn func(*Publication) error) (p Publication, c
 func reindex(tx *bolt.Tx, old, p Publication) error {
 	if old.Status != p.Status {
 		ss, st := tx.Bucket(bySellerStatus), tx.Bucket(byStatus)
-		if err := ss.Delete(key(old.SellerID, old.Status, old.ID)); err != nil {
+		if err := ss.Delete(boltdb.Key(old.SellerID, old.Status, old.ID)); err != nil {
 			return err
 		}
-		if err := st.Delete(key(old.Status, old.ID)); err != nil {
+		if err := st.Delete(boltdb.Key(old.Status, old.ID)); err != nil {
 			return err
 		}
-		if err := ss.Put(key(p.SellerID, p.Status, p.ID), nil); err != nil {
+		if err := ss.Put(boltdb.Key(p.SellerID, p.Status, p.ID), nil); err != nil {
 			return err
 		}
-		if err := st.Put(key(p.Status, p.ID), nil); err != nil {
+		if err := st.Put(boltdb.Key(p.Status, p.ID), nil); err != nil {
 			return err
 		}
 	}
@@ -216,9 +216,9 @@ func reindex(tx *bolt.Tx, old, p Publication) error {
 // CountBySeller counts a seller's publications (of one status, if status is
 // set) by walking the seller's index range; no publication is read.
 func (s *Store) CountBySeller(sellerID, status string) (int64, error) {
-	bucket, p := bySeller, prefix(sellerID)
+	bucket, p := bySeller, boltdb.Prefix(sellerID)
 	if status != "" {
-		bucket, p = bySellerStatus, prefix(sellerID, status)
+		bucket, p = bySellerStatus, boltdb.Prefix(sellerID, status)
 	}
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {

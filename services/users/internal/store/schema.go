@@ -7,6 +7,8 @@ package store
 import (
 	"github.com/marketmesh/marketmesh/plugins/events"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/marketmesh/marketmesh/plugins/boltdb"
 )
 
 var (
@@ -28,6 +30,4 @@ func createBuckets(tx *bolt.Tx) error {
 	return events.CreateBuckets(tx)
 }
 
-func ownedKey(owner, item string) []byte {
-	return []byte(owner + "\x00" + item)
-}
+func ownedKey(owner, item string) []byte { return boltdb.Key(owner, item) }

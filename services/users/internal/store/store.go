@@ -137,7 +137,7 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 // listOwned returns up to size items of owner in bucket after the page token,
 // and the token of the next page ("" on the last page).
 func listOwned[T any](db *bolt.DB, bucket []byte, owner string, size int, token string, decode func(item, v []byte) (T, error)) ([]T, string, error) {
-	prefix := []byte(owner + "\x00")
+	prefix := boltdb.Prefix(owner)
 	start := prefix
 	if token != "" {
 		after, err := base64.RawURLEncoding.DecodeString(token)
