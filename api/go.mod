@@ -4,9 +4,8 @@ go 1.26.0
 
 require (
 	github.com/getkin/kin-openapi v0.153.0
-	github.com/hashicorp/consul/api v1.34.1
+	github.com/marketmesh/marketmesh/contracts v0.0.0-00010101000000-000000000000
 	github.com/marketmesh/marketmesh/plugins v0.0.0-00010101000000-000000000000
-	github.com/marketmesh/marketmesh/services/users v0.0.0-00010101000000-000000000000
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/swaggo/files/v2 v2.0.2
@@ -38,6 +37,7 @@ require (
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang/protobuf v1.5.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/hashicorp/consul/api v1.34.1 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
 	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
 	github.com/hashicorp/go-hclog v1.5.0 // indirect
@@ -49,9 +49,6 @@ require (
 	github.com/imdario/mergo v0.3.12 // indirect
 	github.com/jbenet/go-context v0.0.0-20150711004518-d14ea06fba99 // indirect
 	github.com/kevinburke/ssh_config v0.0.0-20201106050909-4977a11b4351 // indirect
-	github.com/marketmesh/marketmesh/services/images v0.0.0-00010101000000-000000000000 // indirect
-	github.com/marketmesh/marketmesh/services/products v0.0.0-00010101000000-000000000000 // indirect
-	github.com/marketmesh/marketmesh/services/publications v0.0.0-00010101000000-000000000000 // indirect
 	github.com/mattn/go-colorable v0.1.13 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/miekg/dns v1.1.43 // indirect
@@ -90,9 +87,6 @@ require (
 )
 
 replace (
+	github.com/marketmesh/marketmesh/contracts => ../contracts
 	github.com/marketmesh/marketmesh/plugins => ../plugins
-	github.com/marketmesh/marketmesh/services/images => ../services/images
-	github.com/marketmesh/marketmesh/services/products => ../services/products
-	github.com/marketmesh/marketmesh/services/publications => ../services/publications
-	github.com/marketmesh/marketmesh/services/users => ../services/users
 )

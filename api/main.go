@@ -12,15 +12,15 @@ import (
 	"time"
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/auth"
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/logging"
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/service"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").

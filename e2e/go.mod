@@ -3,8 +3,8 @@ module github.com/marketmesh/marketmesh/e2e
 go 1.26.0
 
 require (
+	github.com/marketmesh/marketmesh/contracts v0.0.0-00010101000000-000000000000
 	github.com/marketmesh/marketmesh/plugins v0.0.0-00010101000000-000000000000
-	github.com/marketmesh/marketmesh/services/users v0.0.0-00010101000000-000000000000
 	go.etcd.io/bbolt v1.4.3
 )
 
@@ -85,7 +85,6 @@ require (
 )
 
 replace (
-	github.com/marketmesh/marketmesh/api => ../api
+	github.com/marketmesh/marketmesh/contracts => ../contracts
 	github.com/marketmesh/marketmesh/plugins => ../plugins
-	github.com/marketmesh/marketmesh/services/users => ../services/users
 )

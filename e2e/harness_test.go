@@ -32,16 +32,19 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	pkgs := map[string]string{"api": "github.com/marketmesh/marketmesh/api"}
+	// Each binary is built inside its own module folder, so the build uses
+	// that module's go.mod: it works with the workspace and with GOWORK=off.
+	dirs := map[string]string{"api": filepath.Join("..", "api")}
 	for _, s := range services {
-		pkgs[s] = "github.com/marketmesh/marketmesh/services/" + s
+		dirs[s] = filepath.Join("..", "services", s)
 	}
-	for name, pkg := range pkgs {
-		args := []string{"build", "-o", filepath.Join(dir, name), pkg}
+	for name, modDir := range dirs {
+		args := []string{"build", "-o", filepath.Join(dir, name), "."}
 		if race {
 			args = append(args[:1], append([]string{"-race"}, args[1:]...)...)
 		}
 		cmd := exec.Command("go", args...)
+		cmd.Dir = modDir
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", name, err)

@@ -11,11 +11,11 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/meshtest"
 	"github.com/marketmesh/marketmesh/plugins/service"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 // subscriber is an in-process service that records user.registered events,

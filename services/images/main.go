@@ -15,9 +15,9 @@ import (
 
 	"go-micro.dev/v4/util/addr"
 
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/service"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
 	"github.com/marketmesh/marketmesh/services/images/internal/handler"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )

@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/service"
 	"github.com/marketmesh/marketmesh/services/products/internal/handler"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").

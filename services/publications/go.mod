@@ -3,8 +3,8 @@ module github.com/marketmesh/marketmesh/services/publications
 go 1.26.0
 
 require (
+	github.com/marketmesh/marketmesh/contracts v0.0.0-00010101000000-000000000000
 	github.com/marketmesh/marketmesh/plugins v0.0.0-00010101000000-000000000000
-	github.com/marketmesh/marketmesh/services/products v0.0.0-00010101000000-000000000000
 	github.com/oklog/ulid/v2 v2.1.2
 	go-micro.dev/v4 v4.11.0
 	go.etcd.io/bbolt v1.4.3
@@ -85,6 +85,6 @@ require (
 )
 
 replace (
+	github.com/marketmesh/marketmesh/contracts => ../../contracts
 	github.com/marketmesh/marketmesh/plugins => ../../plugins
-	github.com/marketmesh/marketmesh/services/products => ../products
 )

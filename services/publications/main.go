@@ -8,10 +8,10 @@ import (
 	"errors"
 	"time"
 
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/service"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
 	"github.com/marketmesh/marketmesh/services/publications/internal/store"
 )

@@ -3,6 +3,7 @@ module github.com/marketmesh/marketmesh/services/users
 go 1.26.0
 
 require (
+	github.com/marketmesh/marketmesh/contracts v0.0.0-00010101000000-000000000000
 	github.com/marketmesh/marketmesh/plugins v0.0.0-00010101000000-000000000000
 	github.com/oklog/ulid/v2 v2.1.2
 	go-micro.dev/v4 v4.11.0
@@ -17,7 +18,6 @@ require (
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/bitly/go-simplejson v0.5.0 // indirect
-	github.com/bmizerany/assert v0.0.0-20160611221934-b7ed37b82869 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.2 // indirect
 	github.com/emirpasic/gods v1.12.0 // indirect
@@ -58,7 +58,6 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/rogpeppe/go-internal v1.16.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/sergi/go-diff v1.1.0 // indirect
 	github.com/sony/gobreaker/v2 v2.4.0 // indirect
@@ -80,4 +79,7 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
-replace github.com/marketmesh/marketmesh/plugins => ../../plugins
+replace (
+	github.com/marketmesh/marketmesh/contracts => ../../contracts
+	github.com/marketmesh/marketmesh/plugins => ../../plugins
+)

@@ -17,11 +17,11 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/money"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 const errorRef = "#/components/schemas/Error"

@@ -8,12 +8,12 @@ import (
 	"strings"
 
 	"github.com/marketmesh/marketmesh/api/internal/fanout"
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/apierror"
 	"github.com/marketmesh/marketmesh/plugins/money"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 type productBody struct {

@@ -11,7 +11,7 @@ import (
 	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 )
 
 func TestUsersServiceErrorsKeepTheirStatus(t *testing.T) {

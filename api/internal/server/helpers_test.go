@@ -18,12 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/auth"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 // TestMain keeps the request log out of test output.

@@ -12,10 +12,10 @@ import (
 
 	merrors "go-micro.dev/v4/errors"
 
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/plugins/apierror"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 )
 
 // imageView is an image as clients see it: metadata plus where to fetch it.

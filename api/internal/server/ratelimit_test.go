@@ -9,7 +9,7 @@ import (
 	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 )
 
 // rejectAll makes every Authenticate a 401 from the users service.

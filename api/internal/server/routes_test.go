@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/marketmesh/marketmesh/api/internal/openapi"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 )
 
 func TestRoutesMatchTheOpenAPIDocument(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 
 	merrors "go-micro.dev/v4/errors"
 
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/plugins/apierror"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
 	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )

@@ -5,8 +5,8 @@ package handler
 import (
 	"context"
 
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
 	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )

@@ -16,10 +16,10 @@ import (
 
 	merrors "go-micro.dev/v4/errors"
 
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/plugins/apierror"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
 	"github.com/marketmesh/marketmesh/services/images/internal/handler"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )

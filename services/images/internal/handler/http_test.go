@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/services/images/internal/imagetest"
 )
 

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/marketmesh/marketmesh/services/images/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 )
 
 // Sentinel errors; the handler maps each to one status (RPC and HTTP alike).

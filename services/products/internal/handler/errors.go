@@ -6,9 +6,9 @@ import (
 
 	merrors "go-micro.dev/v4/errors"
 
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/services/products/internal/product"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 )
 
 const id = productsrpc.Service

@@ -6,9 +6,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // PublicationChanged handles publicationsrpc.TopicPublicationChanged: it

@@ -9,11 +9,11 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/products/internal/product"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 )
 
 // Products is the RPC handler; its type name makes endpoints "Products.<Method>".

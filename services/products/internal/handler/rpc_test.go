@@ -13,6 +13,8 @@ import (
 	"github.com/oklog/ulid/v2"
 	merrors "go-micro.dev/v4/errors"
 
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/meshtest"
@@ -20,8 +22,6 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/service"
 	"github.com/marketmesh/marketmesh/services/products/internal/handler"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // TestOverRPC runs the service as main wires it (handler, events consumer,

@@ -11,10 +11,10 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
 	"github.com/marketmesh/marketmesh/services/publications/internal/store"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // Notifier is told when new events are in the outbox.

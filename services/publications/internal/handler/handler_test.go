@@ -16,13 +16,13 @@ import (
 	merrors "go-micro.dev/v4/errors"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
 	"github.com/marketmesh/marketmesh/services/publications/internal/store"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // countingNotifier records how often the relay was told about new events.

@@ -7,7 +7,7 @@ import (
 
 	merrors "go-micro.dev/v4/errors"
 
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
 )
 

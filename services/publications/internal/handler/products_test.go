@@ -8,10 +8,10 @@ import (
 
 	merrors "go-micro.dev/v4/errors"
 
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // TestProductsClientMapsAnswers checks the real ProductChecker over the

@@ -10,8 +10,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/money"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 
 	"github.com/marketmesh/marketmesh/plugins/validate"
 )

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 func ptr[T any](v T) *T { return &v }

@@ -3,7 +3,7 @@ package publication
 import (
 	"fmt"
 
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 )
 
 // Stock is a publication's units: Quantity available to buy, Reserved held

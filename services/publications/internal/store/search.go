@@ -11,9 +11,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 
 	"github.com/marketmesh/marketmesh/plugins/boltdb"
 )

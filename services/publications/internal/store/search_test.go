@@ -6,9 +6,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
 	"github.com/marketmesh/marketmesh/services/publications/internal/store"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 func ptr[T any](v T) *T { return &v }

@@ -9,8 +9,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // Reservation is stored held stock.

@@ -9,12 +9,12 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/boltdb"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/plugins/textsearch"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // Store is the publications database.

@@ -5,9 +5,9 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/services/users/internal/store"
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 // ListWishlist returns a page of the caller's wishlist.

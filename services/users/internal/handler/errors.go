@@ -6,9 +6,9 @@ import (
 
 	merrors "go-micro.dev/v4/errors"
 
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/services/users/internal/store"
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 const id = usersrpc.Service

@@ -10,12 +10,12 @@ import (
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/users/internal/sealer"
 	"github.com/marketmesh/marketmesh/services/users/internal/store"
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 // Notifier is told when new events are in the outbox.

@@ -15,13 +15,13 @@ import (
 	merrors "go-micro.dev/v4/errors"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/users/internal/handler"
 	"github.com/marketmesh/marketmesh/services/users/internal/sealer"
 	"github.com/marketmesh/marketmesh/services/users/internal/store"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 // countingNotifier records how often the relay was told about new events.

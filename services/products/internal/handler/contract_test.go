@@ -1,12 +1,12 @@
-package productsrpc_test
+package handler_test
 
 import (
 	"context"
 	"testing"
 
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/services/products/internal/handler"
-	"github.com/marketmesh/marketmesh/services/products/productsrpc"
 )
 
 // TestClientMatchesTheHandler checks that every typed client method calls an

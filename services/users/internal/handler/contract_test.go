@@ -1,12 +1,12 @@
-package usersrpc_test
+package handler_test
 
 import (
 	"context"
 	"testing"
 
+	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/services/users/internal/handler"
-	"github.com/marketmesh/marketmesh/services/users/usersrpc"
 )
 
 // TestClientMatchesTheHandler checks that every typed client method calls an

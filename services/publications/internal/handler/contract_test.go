@@ -1,13 +1,13 @@
-package publicationsrpc_test
+package handler_test
 
 import (
 	"context"
 	"reflect"
 	"testing"
 
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
-	"github.com/marketmesh/marketmesh/services/publications/publicationsrpc"
 )
 
 // TestClientMatchesTheHandler checks that every typed client method calls an
