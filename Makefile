@@ -5,13 +5,22 @@ SHELL := /usr/bin/env bash
 export GOTOOLCHAIN := local
 
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-SERVICES := users products publications images
+SERVICES := users products publications images orders
 BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
-# Every package of every module in go.work.
-PKGS      = $(shell go list -m -f '{{.Dir}}/...')
+# Every module in go.work, and every package of them.
+MODULES   = $(shell go list -m -f '{{.Dir}}')
+PKGS      = $(addsuffix /...,$(MODULES))
+# Ports each image listens on (documentation in the image: EXPOSE).
+PORTS_users        := 9101 9201
+PORTS_products     := 9102 9202
+PORTS_publications := 9103 9203
+PORTS_images       := 9104 9204 9304
+PORTS_orders       := 9105 9205
+PORTS_api          := 8080
+export PORTS_users PORTS_products PORTS_publications PORTS_images PORTS_orders PORTS_api
 # Tests find the consul binary on PATH (built once by scripts/consul.sh).
-TESTPATH  = PATH="$$(dirname "$$(scripts/consul.sh)"):$$PATH"
+TESTPATH  = PATH="$$(dirname "$$($(CURDIR)/scripts/consul.sh)"):$$PATH"
 
 CONSUL_VERSION := 1.22.0
 .PHONY: help run test build consul vet lint fmt bench clean docker consul-image compose-test
@@ -22,8 +31,12 @@ help: ## list the targets
 run: build consul ## the whole mesh on this machine: Consul dev agent, every service, the api
 	@scripts/run.sh
 
-test: consul ## every test (race detector, no cache), as CI runs it
-	$(TESTPATH) go test -race -count=1 -timeout 15m $(PKGS)
+test: consul ## every test (race detector, no cache), each module on its own (GOWORK=off), as CI runs it
+	@fail=; for m in $(MODULES); do \
+		echo "== $$m"; \
+		(cd $$m && GOWORK=off $(TESTPATH) go test -race -count=1 -timeout 15m ./...) || fail="$$fail $$m"; \
+	done; \
+	if [ -n "$$fail" ]; then echo "FAIL:$$fail"; exit 1; fi
 
 build: ## build every binary into bin/
 	@mkdir -p $(BIN)
@@ -36,14 +49,20 @@ build: ## build every binary into bin/
 consul: ## make sure a consul binary exists (PATH, or built once from its Go module)
 	@scripts/consul.sh >/dev/null
 
-vet: ## gofmt check and go vet
-	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+vet: ## gofmt, go vet, go mod tidy and GOWORK=off builds of every module; no binaries or large files in the tree
+	@scripts/check-tree.sh
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
+	@for m in $(MODULES); do \
+		(cd $$m && GOWORK=off go mod tidy -diff >/dev/null) || { echo "go.mod/go.sum not tidy in $$m: run 'cd $$m && GOWORK=off go mod tidy'"; exit 1; }; \
+		(cd $$m && GOWORK=off go build ./... ) || { echo "$$m does not build on its own (GOWORK=off)"; exit 1; }; \
+	done
+	@echo "vet: tree clean, gofmt, go vet, tidy and standalone builds ok for $(words $(MODULES)) modules"
 
 lint: vet ## alias of vet
 
 fmt: ## gofmt every Go file
-	gofmt -w $$(git ls-files '*.go')
+	gofmt -w $$(git ls-files -co --exclude-standard '*.go')
 
 bench: consul ## benchmarks that print figures (latency through the api, breaker fail-fast)
 	$(TESTPATH) go test -run '^$$' -bench . -benchtime 2s -count 1 $(PKGS)
@@ -57,8 +76,8 @@ docker: ## build an image per service: marketmesh/<svc>:$(VERSION) and :latest (
 	@test -r /etc/ssl/certs/ca-certificates.crt || { echo "need /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"; exit 1; }
 	@cp /etc/ssl/certs/ca-certificates.crt $(BIN)/docker/
 	@for s in $(SERVICES) api; do \
-		df=services/$$s/Dockerfile; [ $$s = api ] && df=api/Dockerfile; \
-		docker build -q -f $$df --build-arg VERSION=$(VERSION) -t marketmesh/$$s:$(VERSION) -t marketmesh/$$s:latest . >/dev/null || exit 1; \
+		p=PORTS_$$s; docker build -q -f build/docker/Dockerfile --build-arg SERVICE=$$s --build-arg PORTS="$${!p}" \
+			--build-arg VERSION=$(VERSION) -t marketmesh/$$s:$(VERSION) -t marketmesh/$$s:latest . >/dev/null || exit 1; \
 		echo "built marketmesh/$$s:$(VERSION) ($$(docker image inspect -f '{{.Size}}' marketmesh/$$s:latest | awk '{printf "%.1f MB", $$1/1e6}'))"; \
 	done
 

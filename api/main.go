@@ -13,6 +13,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
@@ -21,6 +22,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/logging"
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").
@@ -74,20 +76,29 @@ func run(ctx context.Context) error {
 	live := config.NewLive(cfg.RPC)
 	// One watched registry cache serves the RPC clients and the blob client.
 	sel := rpcclient.Selector(rpcclient.NewSelector(reg))
-	rpc := rpcclient.New(reg, live, sel)
+	meshKey, err := service.ServiceKey(cfg.Mesh)
+	if err != nil {
+		return err
+	}
+	signer, err := svcauth.NewSigner(service.FullName("api"), meshKey)
+	if err != nil {
+		return err
+	}
+	rpc := rpcclient.New(reg, live, sel, rpcclient.Sign(signer))
 
 	api := server.New(server.Options{
 		Users:               usersrpc.NewClient(rpc),
 		Products:            productsrpc.NewClient(rpc),
 		Publications:        publicationsrpc.NewClient(rpc),
 		Images:              imagesrpc.NewClient(rpc),
+		Orders:              ordersrpc.NewClient(rpc),
 		Blobs:               rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey, sel),
 		PartTimeout:         cfg.API.PartTimeout.D(),
 		Signer:              auth.NewSigner(key, auth.TTL(cfg.API.TokenTTL.D())),
 		MaxBody:             cfg.API.MaxBodyBytes,
 		LoginPerMinuteIP:    cfg.API.LoginPerMinuteIP,
 		LoginPerMinuteEmail: cfg.API.LoginPerMinuteEmail,
-		Ready:               readiness(reg, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service),
+		Ready:               readiness(reg, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service, ordersrpc.Service),
 		InstanceID:          nodeID,
 	})
 	srv := &http.Server{

@@ -40,6 +40,10 @@ func TestMain(m *testing.M) {
 	}
 	for name, modDir := range dirs {
 		args := []string{"build", "-o", filepath.Join(dir, name), "."}
+		if name == "orders" {
+			// Crash points for the kill -9 tests (ORDERS_FAULT_POINT).
+			args = append(args[:1], append([]string{"-tags", "faultpoints"}, args[1:]...)...)
+		}
 		if race {
 			args = append(args[:1], append([]string{"-race"}, args[1:]...)...)
 		}
@@ -128,6 +132,24 @@ func (p *proc) signal(sig syscall.Signal) {
 	}
 }
 
+// exited reports whether the process has died (it may not be reaped yet:
+// a zombie counts as exited).
+func (p *proc) exited() bool {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the parenthesised command name: "pid (comm) S ...".
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
+}
+
 // pause and resume freeze the process (SIGSTOP): a hung instance that keeps
 // its sockets open but never answers.
 func (p *proc) pause()  { p.raw(syscall.SIGSTOP) }
@@ -142,7 +164,7 @@ func (p *proc) raw(sig syscall.Signal) {
 }
 
 // services are the mesh's service binaries, started in this order before the api.
-var services = []string{"users", "products", "publications", "images"}
+var services = []string{"users", "products", "publications", "images", "orders"}
 
 // mesh is a Consul agent, every service and the api, all real processes.
 type mesh struct {
@@ -178,6 +200,11 @@ func startMesh(t testing.TB, extraEnv ...string) *mesh {
 		"IMAGES_ADDRESS=127.0.0.1:0",
 		"IMAGES_OPS_ADDRESS=127.0.0.1:0",
 		"IMAGES_HTTP_ADDRESS=127.0.0.1:0",
+		"ORDERS_ADDRESS=127.0.0.1:0",
+		"ORDERS_OPS_ADDRESS=127.0.0.1:0",
+		"ORDERS_RECOVER_EVERY=1s",
+		"PAYMENTS_WEBHOOK_URL=http://" + apiAddr + "/v1/payments/webhook",
+		"PAYMENTS_CONFIRM_AFTER=500ms",
 		"API_ADDRESS=" + apiAddr,
 		"API_DRAIN_DELAY=100ms",
 		"MARKETMESH_DRAIN_DELAY=100ms",

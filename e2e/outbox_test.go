@@ -64,6 +64,7 @@ func TestUserRegisteredReachesASubscriberThatStartsLater(t *testing.T) {
 	mesh.Consul.Address = m.consul.Addr
 	mesh.Consul.CheckInterval = config.Duration(time.Second)
 	mesh.Log.Level = "warn"
+	mesh.DataDir = m.data // the mesh's data dir: the same mesh key
 	svc, err := service.New("e2esubscriber", mesh, config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0))
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVICES=(users products publications images)
+SERVICES=(users products publications images orders)
 export MARKETMESH_CONFIG="${MARKETMESH_CONFIG:-config/local.yaml}"
 export MARKETMESH_DATA_DIR="${MARKETMESH_DATA_DIR:-.data}"
 logs="$MARKETMESH_DATA_DIR/logs"

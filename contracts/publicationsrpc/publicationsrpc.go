@@ -134,6 +134,7 @@ const (
 	ReservationCommitted = "committed"
 	ReservationReleased  = "released"
 	ReservationExpired   = "expired"
+	ReservationRestocked = "restocked"
 )
 
 // ReserveRequest holds Quantity units until TTLSeconds pass. ReservationID is
@@ -146,16 +147,21 @@ type ReserveRequest struct {
 	TTLSeconds    int64  `json:"ttl_seconds"`
 }
 
-// Reservation is held stock.
+// Reservation is held stock, with the snapshot of the publication taken when
+// it was made (what the buyer pays, whatever the listing says later).
 type Reservation struct {
-	ID            string    `json:"id"`
-	PublicationID string    `json:"publication_id"`
-	Quantity      int64     `json:"quantity"`
-	Status        string    `json:"status"`
-	ExpiresAt     time.Time `json:"expires_at"`
+	ID            string      `json:"id"`
+	PublicationID string      `json:"publication_id"`
+	Quantity      int64       `json:"quantity"`
+	Status        string      `json:"status"`
+	ExpiresAt     time.Time   `json:"expires_at"`
+	ProductID     string      `json:"product_id"`
+	SellerID      string      `json:"seller_id"`
+	Title         string      `json:"title"`
+	UnitPrice     money.Money `json:"unit_price"`
 }
 
-// ReservationRequest names a reservation (commit or release; both idempotent).
+// ReservationRequest names a reservation (commit, release or restock; each idempotent).
 type ReservationRequest struct {
 	ReservationID string `json:"reservation_id"`
 }
@@ -213,6 +219,12 @@ func (c *Client) Reserve(ctx context.Context, r ReserveRequest) (*Reservation, e
 // Commit turns a held reservation into a sale (idempotent).
 func (c *Client) Commit(ctx context.Context, reservationID string) (*Reservation, error) {
 	return call[Reservation](ctx, c.c, "Commit", &ReservationRequest{ReservationID: reservationID})
+}
+
+// Restock puts the units of a committed reservation back on sale (an order
+// cancelled after payment). Idempotent: a restocked reservation stays so.
+func (c *Client) Restock(ctx context.Context, reservationID string) (*Reservation, error) {
+	return call[Reservation](ctx, c.c, "Restock", &ReservationRequest{ReservationID: reservationID})
 }
 
 // Release returns a held reservation's units (idempotent).

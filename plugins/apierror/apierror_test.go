@@ -110,3 +110,64 @@ func TestWriteHidesInternalDetails(t *testing.T) {
 		t.Fatalf("body %s, want %s", got, want)
 	}
 }
+
+func TestDescribeKeepsMachineCodes(t *testing.T) {
+	apierror.RegisterCode("test_only_code")
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus int
+		want       apierror.Detail
+	}{
+		{"an apierror with a code keeps it and its order", &apierror.Error{Status: 402, Code: "payment_declined", Message: "card declined", OrderID: "o1"},
+			402, apierror.Detail{Code: "payment_declined", Message: "card declined", OrderID: "o1"}},
+		{"a wrapped apierror with a code is found", fmt.Errorf("x: %w", &apierror.Error{Status: 409, Code: "out_of_stock", Message: "gone"}),
+			409, apierror.Detail{Code: "out_of_stock", Message: "gone"}},
+		{"an apierror without a code gets the status's", apierror.New(404, "nope"), 404, apierror.Detail{Code: "not_found", Message: "nope"}},
+		{"a 5xx apierror with a code keeps it", &apierror.Error{Status: 502, Code: "payment_error", Message: "provider down", OrderID: "o2"},
+			502, apierror.Detail{Code: "payment_error", Message: "provider down", OrderID: "o2"}},
+		{"a micro 422 named idempotency_key_reused keeps its code", merrors.New(apierror.CodeIdempotencyKeyReused, "the key was used with another request", 422),
+			422, apierror.Detail{Code: "idempotency_key_reused", Message: "the key was used with another request"}},
+		{"a micro 409 named request_in_progress keeps its code", merrors.New(apierror.CodeRequestInProgress, "still running", 409),
+			409, apierror.Detail{Code: "request_in_progress", Message: "still running"}},
+		{"a registered code is kept", merrors.New("test_only_code", "m", 400), 400, apierror.Detail{Code: "test_only_code", Message: "m"}},
+		{"a micro 4xx named by its service gets the status's code", merrors.Conflict("marketmesh.orders", "busy"), 409, apierror.Detail{Code: "conflict", Message: "busy"}},
+		{"an unregistered id is not a code", merrors.New("made_up", "m", 422), 422, apierror.Detail{Code: "unprocessable_entity", Message: "m"}},
+		{"a registered code on a 500 stays hidden", merrors.New(apierror.CodeRequestInProgress, "secret", 500), 500, apierror.Detail{Code: "internal", Message: "internal error"}},
+		{"a registered code on a 503 is the status's", merrors.New(apierror.CodeRequestInProgress, "orders is unavailable", 503), 503, apierror.Detail{Code: "unavailable", Message: "orders is unavailable"}},
+		{"a deadline", context.DeadlineExceeded, 504, apierror.Detail{Code: "deadline_exceeded", Message: "the request took too long"}},
+		{"anything else", errors.New("boom"), 500, apierror.Detail{Code: "internal", Message: "internal error"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, d := apierror.Describe(tt.err)
+			if status != tt.wantStatus || d != tt.want {
+				t.Fatalf("Describe(%v) = %d %+v, want %d %+v", tt.err, status, d, tt.wantStatus, tt.want)
+			}
+			if s, msg := apierror.Status(tt.err); s != status || msg != d.Message {
+				t.Errorf("Status = %d %q, Describe = %d %q", s, msg, status, d.Message)
+			}
+		})
+	}
+}
+
+func TestWriteCarriesCodeAndOrderID(t *testing.T) {
+	w := httptest.NewRecorder()
+	apierror.Write(w, requestWithID("req-7"), &apierror.Error{Status: 402, Code: "payment_declined", Message: "the card was declined", OrderID: "01HORDER"})
+	if w.Code != 402 {
+		t.Fatalf("status %d, want 402", w.Code)
+	}
+	want := `{"error":{"code":"payment_declined","message":"the card was declined","request_id":"req-7","order_id":"01HORDER"}}` + "\n"
+	if got := w.Body.String(); got != want {
+		t.Fatalf("body\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestWriteKeepsARegisteredMicroCode(t *testing.T) {
+	w := httptest.NewRecorder()
+	apierror.Write(w, requestWithID("req-8"), fmt.Errorf("call: %w", merrors.New(apierror.CodeIdempotencyKeyReused, "Idempotency-Key was used with another request", 422)))
+	want := `{"error":{"code":"idempotency_key_reused","message":"Idempotency-Key was used with another request","request_id":"req-8"}}` + "\n"
+	if w.Code != 422 || w.Body.String() != want {
+		t.Fatalf("%d %s, want 422 %s", w.Code, w.Body, want)
+	}
+}

@@ -52,6 +52,10 @@ type Mesh struct {
 	// DrainDelay is the pause between deregistering and stopping, so callers'
 	// registry caches learn an instance is going before it stops answering.
 	DrainDelay Duration `yaml:"drain_delay" env:"MARKETMESH_DRAIN_DELAY"`
+	// ServiceKeyFile holds the mesh key services sign their calls with
+	// (plugins/svcauth); MARKETMESH_SERVICE_KEY (base64) overrides it.
+	// Relative to DataDir; generated on first run in development.
+	ServiceKeyFile string `yaml:"service_key_file" env:"MARKETMESH_SERVICE_KEY_FILE"`
 }
 
 // Consul says where the registry and KV store are.
@@ -103,8 +107,9 @@ func Defaults() Mesh {
 			BreakerFailures: 5,
 			BreakerOpenFor:  Duration(5 * time.Second),
 		},
-		Log:        Log{Level: "info"},
-		DrainDelay: Duration(time.Second),
+		Log:            Log{Level: "info"},
+		ServiceKeyFile: "keys/service.key",
+		DrainDelay:     Duration(time.Second),
 	}
 }
 

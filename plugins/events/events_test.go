@@ -222,6 +222,7 @@ func startConsumer(t *testing.T, agent *meshtest.Agent, name string, failFirst m
 	mesh.Consul.CheckInterval = config.Duration(time.Second)
 	mesh.RPC = testRPC
 	mesh.Log.Level = "error"
+	mesh.DataDir = agent.DataDir
 	svc, err := service.New(name, mesh, config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0))
 	if err != nil {
 		t.Fatal(err)

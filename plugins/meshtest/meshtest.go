@@ -27,6 +27,9 @@ type Agent struct {
 	Addr string
 	// Client talks to the agent's HTTP API.
 	Client *api.Client
+	// DataDir is a temporary directory of the test, for the data (and mesh
+	// key) of services registered with this agent.
+	DataDir string
 }
 
 // Consul starts a Consul agent bound to 127.0.0.1 on free ports, waits until
@@ -63,7 +66,7 @@ func Consul(t testing.TB) *Agent {
 	if err != nil {
 		t.Fatalf("meshtest: consul client: %v", err)
 	}
-	return &Agent{Addr: srv.HTTPAddr, Client: client}
+	return &Agent{Addr: srv.HTTPAddr, Client: client, DataDir: t.TempDir()}
 }
 
 // Passing returns the instances of service whose checks all pass.

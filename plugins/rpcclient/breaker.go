@@ -103,8 +103,13 @@ func (b *breakers) newBreaker(service, endpoint, nodeID string) *gobreaker.Circu
 // the selector chose, so each node's breaker sees only its own outcomes.
 func (b *breakers) wrapCall(next client.CallFunc) client.CallFunc {
 	return func(ctx context.Context, node *registry.Node, req client.Request, rsp interface{}, opts client.CallOptions) error {
-		// One attempt may take RequestTimeout; the call's deadline covers all attempts.
-		ctx, cancel := context.WithTimeout(ctx, b.live.Get().RequestTimeout.D())
+		// One attempt may take RequestTimeout (or the call's own Timeout); the
+		// call's deadline covers all attempts.
+		d := opts.RequestTimeout
+		if d <= 0 {
+			d = b.live.Get().RequestTimeout.D()
+		}
+		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		cb := b.get(req.Service(), req.Endpoint(), node.Id)
 		_, err := cb.Execute(func() (struct{}, error) {

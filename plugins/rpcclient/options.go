@@ -2,11 +2,14 @@ package rpcclient
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go-micro.dev/v4/client"
 	"go-micro.dev/v4/registry"
 	"go-micro.dev/v4/selector"
+
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // Options configure the client stack.
@@ -18,6 +21,8 @@ type Options struct {
 	// Selector picks nodes from a watched cache of the registry; clients of
 	// one process should share one, so Consul is watched once.
 	Selector selector.Selector
+	// Signer signs every call with the service's mesh credential (plugins/svcauth).
+	Signer *svcauth.Signer
 }
 
 // Option changes Options.
@@ -30,6 +35,10 @@ func Metrics(r prometheus.Registerer) Option { return func(o *Options) { o.Metri
 func Wrap(w ...client.Wrapper) Option {
 	return func(o *Options) { o.Wrappers = append(o.Wrappers, w...) }
 }
+
+// Sign makes every call carry s's credential, so callees can check which
+// service calls them.
+func Sign(s *svcauth.Signer) Option { return func(o *Options) { o.Signer = s } }
 
 // Selector shares a node selector (see NewSelector) between clients.
 func Selector(sel selector.Selector) Option { return func(o *Options) { o.Selector = sel } }
@@ -76,6 +85,34 @@ func isRead(opts []client.CallOption) bool {
 		opt(&o)
 	}
 	return o.Context != nil && o.Context.Value(readKey{}) == true
+}
+
+type timeoutKey struct{}
+
+// Timeout gives one call a longer (or shorter) attempt deadline than the
+// live request_timeout: for a write that does several steps of its own
+// before answering (the checkout saga). It is not retried either way.
+func Timeout(d time.Duration) client.CallOption {
+	return func(o *client.CallOptions) {
+		if o.Context == nil {
+			o.Context = context.Background()
+		}
+		o.Context = context.WithValue(o.Context, timeoutKey{}, d)
+	}
+}
+
+// callTimeout is the attempt deadline of a call: Timeout's, else def.
+func callTimeout(opts []client.CallOption, def time.Duration) time.Duration {
+	var o client.CallOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.Context != nil {
+		if d, ok := o.Context.Value(timeoutKey{}).(time.Duration); ok && d > 0 {
+			return d
+		}
+	}
+	return def
 }
 
 // Call makes one typed RPC: the contract packages' clients are one line per

@@ -20,6 +20,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // ClientID is the go-micro error Id of failures raised on the calling side.
@@ -48,7 +49,7 @@ func New(reg registry.Registry, live *config.Live, opts ...Option) client.Client
 		copts = append(copts, client.Wrap(w))
 	}
 	copts = append(copts, client.Wrap(func(c client.Client) client.Client {
-		return &stack{Client: c, live: live, breakers: b, metrics: m}
+		return &stack{Client: c, live: live, breakers: b, metrics: m, signer: o.Signer}
 	}))
 	return grpcclient.NewClient(copts...)
 }
@@ -58,6 +59,7 @@ type stack struct {
 	live     *config.Live
 	breakers *breakers
 	metrics  *metrics
+	signer   *svcauth.Signer
 }
 
 // Call applies the per-call policy, then normalizes calling-side failures
@@ -72,8 +74,13 @@ func (s *stack) Call(ctx context.Context, req client.Request, rsp interface{}, o
 	// Each attempt gets RequestTimeout (breakers.wrapCall enforces it), so a
 	// read whose first node hangs still has time to try another one; the
 	// call's own deadline covers every attempt it may make.
-	budget := time.Duration(retries+1) * (cfg.RequestTimeout.D() + attemptSlack)
-	ctx, cancel := context.WithTimeout(rpcmeta.Outgoing(ctx), budget)
+	attempt := callTimeout(opts, cfg.RequestTimeout.D())
+	budget := time.Duration(retries+1) * (attempt + attemptSlack)
+	ctx = rpcmeta.Outgoing(ctx)
+	if s.signer != nil {
+		ctx = s.signer.Outgoing(ctx, req.Service(), req.Endpoint())
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	var hidAll bool
 	opts = append(opts,
@@ -86,7 +93,7 @@ func (s *stack) Call(ctx context.Context, req client.Request, rsp interface{}, o
 		client.WithBackoff(func(_ context.Context, _ client.Request, attempt int) (time.Duration, error) {
 			return time.Duration(attempt) * 10 * time.Millisecond, nil
 		}),
-		client.WithRequestTimeout(cfg.RequestTimeout.D()),
+		client.WithRequestTimeout(attempt),
 		client.WithDialTimeout(cfg.DialTimeout.D()),
 		client.WithSelectOption(selector.WithFilter(s.breakers.skipOpen(req.Endpoint(), &hidAll))),
 	)

@@ -29,9 +29,11 @@ import (
 	"go-micro.dev/v4/server"
 
 	"github.com/marketmesh/marketmesh/plugins/config"
+	"github.com/marketmesh/marketmesh/plugins/keyfile"
 	"github.com/marketmesh/marketmesh/plugins/logging"
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // Prefix groups every marketmesh service in Consul.
@@ -52,6 +54,7 @@ type Service struct {
 	opsLn    net.Listener
 	metrics  *serverMetrics
 	metadata map[string]string
+	verifier *svcauth.Verifier
 
 	mu      sync.Mutex
 	workers []func(context.Context)
@@ -76,12 +79,28 @@ func New(name string, mesh config.Mesh, srv config.Server, opts ...Option) (*Ser
 	nodeID := full + "-" + instance // go-micro's node ID: <name>-<server id>
 	reg := NewRegistry(mesh.Consul, opsPort, CheckURL(o.CheckPath, nodeID))
 	live := config.NewLive(mesh.RPC)
+	key, err := ServiceKey(mesh)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("%s: %w", full, err)
+	}
+	signer, err := svcauth.NewSigner(full, key)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	verifier, err := svcauth.NewVerifier(full, key)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	s := &Service{
+		verifier: verifier,
 		opts:     o,
 		name:     full,
 		reg:      reg,
 		live:     live,
-		client:   rpcclient.New(reg, live),
+		client:   rpcclient.New(reg, live, rpcclient.Sign(signer)),
 		health:   NewHealth(nodeID),
 		opsLn:    ln,
 		metrics:  newServerMetrics(),
@@ -105,6 +124,24 @@ func New(name string, mesh config.Mesh, srv config.Server, opts ...Option) (*Ser
 		server.WrapHandler(s.wrapHandler),
 	)
 	return s, nil
+}
+
+// ServiceKey loads the mesh key every process signs its calls with:
+// MARKETMESH_SERVICE_KEY (base64), else mesh.ServiceKeyFile under the data
+// dir, generated on first run (development: one file shared by every process).
+func ServiceKey(mesh config.Mesh) ([]byte, error) {
+	path := mesh.ServiceKeyFile
+	if path != "" {
+		path = mesh.Path(path)
+	}
+	k, err := keyfile.Load(svcauth.KeyEnv, path, svcauth.NewKey)
+	if err != nil {
+		return nil, fmt.Errorf("service key: %w", err)
+	}
+	if len(k) < svcauth.KeySize {
+		return nil, fmt.Errorf("service key: %s must be %d bytes, got %d", svcauth.KeyEnv, svcauth.KeySize, len(k))
+	}
+	return k, nil
 }
 
 // CheckURL is the path Consul probes for one instance. It names the instance
@@ -227,6 +264,12 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) wrapHandler(next server.HandlerFunc) server.HandlerFunc {
 	return func(ctx context.Context, req server.Request, rsp interface{}) (err error) {
 		ctx = rpcmeta.Incoming(ctx)
+		switch caller, verr := s.verifier.Verify(ctx, req.Endpoint()); {
+		case verr == nil:
+			ctx = svcauth.WithCaller(ctx, caller)
+		case !errors.Is(verr, svcauth.ErrNoCredential):
+			slog.WarnContext(ctx, "service credential refused", "endpoint", req.Endpoint(), "err", verr)
+		}
 		start := time.Now()
 		defer func() {
 			if r := recover(); r != nil {

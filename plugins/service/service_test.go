@@ -53,6 +53,8 @@ func mesh(agent *meshtest.Agent) config.Mesh {
 	m.Consul.CheckInterval = config.Duration(time.Second)
 	m.RPC.RequestTimeout = config.Duration(time.Second)
 	m.Log.Level = "error"
+	// The mesh key is generated under the data dir: keep it out of the source tree.
+	m.DataDir = agent.DataDir
 	return m
 }
 

@@ -1,6 +1,6 @@
 // Command publications runs the publications service: sellers' listings of
 // products, their search, and the stock reservations the orders service
-// makes (reserve with an ID and expiry, commit, release).
+// makes (reserve with an ID and expiry, commit, release, restock).
 package main
 
 import (

@@ -12,6 +12,7 @@ import (
 	merrors "go-micro.dev/v4/errors"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/config"
@@ -21,6 +22,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // Products is a stand-in products service: it knows one product and
@@ -106,6 +108,17 @@ func TestServiceOverTheMesh(t *testing.T) {
 	agent.WaitPassing(t, publicationsrpc.Service, 1, 15*time.Second)
 
 	c := publicationsrpc.NewClient(rpcclient.New(service.NewRegistry(mesh.Consul, "", ""), config.NewLive(mesh.RPC)))
+	// The stock calls are the orders service's: a client signing with the
+	// mesh key as orders makes them.
+	key, err := service.ServiceKey(mesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := svcauth.NewSigner(ordersrpc.Service, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := publicationsrpc.NewClient(rpcclient.New(service.NewRegistry(mesh.Consul, "", ""), config.NewLive(mesh.RPC), rpcclient.Sign(signer)))
 	seller := rpcmeta.WithCaller(context.Background(), "seller-1")
 	code := func(err error) int32 {
 		var me *merrors.Error
@@ -136,20 +149,35 @@ func TestServiceOverTheMesh(t *testing.T) {
 			t.Fatalf("err = %v, want 401", err)
 		}
 	})
+	t.Run("stock calls from anyone but orders are 403 over the wire", func(t *testing.T) {
+		for who, ctx := range map[string]context.Context{"no caller": context.Background(), "a user": seller} {
+			if _, err := c.Reserve(ctx, publicationsrpc.ReserveRequest{ReservationID: "order-0", PublicationID: pub.ID, Quantity: 1, TTLSeconds: 30}); code(err) != 403 {
+				t.Errorf("Reserve by %s: %v, want 403", who, err)
+			}
+		}
+	})
 	t.Run("stock calls work over the wire", func(t *testing.T) {
-		r, err := c.Reserve(context.Background(), publicationsrpc.ReserveRequest{ReservationID: "order-1", PublicationID: pub.ID, Quantity: 2, TTLSeconds: 30})
-		if err != nil || r.Status != "held" {
-			t.Fatalf("Reserve = %+v, %v", r, err)
+		r, err := orders.Reserve(context.Background(), publicationsrpc.ReserveRequest{ReservationID: "order-1", PublicationID: pub.ID, Quantity: 2, TTLSeconds: 30})
+		if err != nil || r.Status != "held" || r.Title != "Brass lamp" || r.SellerID != "seller-1" || r.ProductID != "prod-1" || r.UnitPrice != (money.Money{Amount: 2500, Currency: "USD"}) {
+			t.Fatalf("Reserve = %+v, %v, want held with the publication's snapshot", r, err)
 		}
-		if _, err := c.Reserve(context.Background(), publicationsrpc.ReserveRequest{ReservationID: "order-2", PublicationID: pub.ID, Quantity: 1, TTLSeconds: 30}); code(err) != 409 {
-			t.Fatalf("second Reserve: %v, want 409", err)
+		_, err = orders.Reserve(context.Background(), publicationsrpc.ReserveRequest{ReservationID: "order-2", PublicationID: pub.ID, Quantity: 1, TTLSeconds: 30})
+		var me *merrors.Error
+		if !errors.As(err, &me) || me.Code != 409 || me.Id != "out_of_stock" {
+			t.Fatalf("second Reserve: %v, want 409 out_of_stock", err)
 		}
-		if r, err := c.Commit(context.Background(), "order-1"); err != nil || r.Status != "committed" {
+		if r, err := orders.Commit(context.Background(), "order-1"); err != nil || r.Status != "committed" {
 			t.Fatalf("Commit = %+v, %v", r, err)
 		}
 		got, err := c.Get(context.Background(), pub.ID)
 		if err != nil || got.Quantity != 0 || got.Reserved != 0 {
 			t.Fatalf("Get = %+v, %v", got, err)
+		}
+		if r, err := orders.Restock(context.Background(), "order-1"); err != nil || r.Status != "restocked" {
+			t.Fatalf("Restock = %+v, %v", r, err)
+		}
+		if got, err := c.Get(context.Background(), pub.ID); err != nil || got.Quantity != 2 || got.Reserved != 0 {
+			t.Fatalf("after Restock: Get = %+v, %v", got, err)
 		}
 		page, err := c.Search(context.Background(), publicationsrpc.SearchRequest{Query: "lamp"})
 		if err != nil || len(page.Items) != 1 {
@@ -160,12 +188,12 @@ func TestServiceOverTheMesh(t *testing.T) {
 		meshtest.Eventually(t, 15*time.Second, func() error {
 			mu.Lock()
 			defer mu.Unlock()
-			// create (quantity 2), then reserve (quantity 0)
-			if len(changes) < 2 {
+			// create (quantity 2), reserve (quantity 0), restock (quantity 2)
+			if len(changes) < 3 {
 				return fmt.Errorf("%d events delivered", len(changes))
 			}
-			first, last := changes[0], changes[len(changes)-1]
-			if first.PublicationID != pub.ID || first.Quantity != 2 || last.Quantity != 0 || last.Status != "active" {
+			first, reserved, last := changes[0], changes[1], changes[len(changes)-1]
+			if first.PublicationID != pub.ID || first.Quantity != 2 || reserved.Quantity != 0 || last.Quantity != 2 || last.Status != "active" {
 				return fmt.Errorf("delivered %+v", changes)
 			}
 			return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
@@ -53,7 +54,9 @@ func TestDocumentValid(t *testing.T) {
 		"WishlistEntry", "SellerProfile", "Money", "Product", "ProductList", "ProductPage", "Category",
 		"CategoryTree", "Publication", "PublicationList", "PublicationPage", "ImageView", "ImageViewList",
 		"CreateProductRequest", "UpdateProductRequest", "CreatePublicationRequest", "UpdatePublicationRequest",
-		"UploadImageRequest",
+		"UploadImageRequest", "Amount", "Address", "PaymentMethod", "OrderItemRequest", "CreateOrderRequest",
+		"CheckoutRequest", "SetCartItemRequest", "OrderStatus", "OrderLine", "OrderLineView", "OrderPayment",
+		"Shipment", "Order", "OrderList", "OrderPage", "CartLine", "Cart", "PaymentEvent", "WebhookAck",
 	} {
 		if doc.Components.Schemas[name] == nil {
 			t.Errorf("components.schemas.%s missing", name)
@@ -100,7 +103,38 @@ var aggregated = []string{
 	"GET /v1/publications/{id}",
 	"GET /v1/users/{id}",
 	"GET /v1/users/me/wishlist",
+	"GET /v1/cart",
+	"GET /v1/orders/{id}",
 }
+
+// noBody names the routes that answer 422 without reading a body: the
+// Idempotency-Key was used with another request.
+var noBody = map[string]bool{
+	"POST /v1/orders/{id}/cancel":  true,
+	"POST /v1/orders/{id}/ship":    true,
+	"POST /v1/orders/{id}/deliver": true,
+}
+
+// rawBody names the routes whose JSON body is passed on as received: it is
+// documented and required, but its fields are someone else's.
+var rawBody = map[string]bool{
+	"POST /v1/payments/webhook": true,
+}
+
+// idempotent names the writes that accept an Idempotency-Key.
+var idempotent = []string{
+	"POST /v1/orders",
+	"POST /v1/cart/checkout",
+	"POST /v1/orders/{id}/cancel",
+	"POST /v1/orders/{id}/ship",
+	"POST /v1/orders/{id}/deliver",
+}
+
+// Status codes of the buying routes.
+var (
+	placed    = codes([]int{201, 202, 400, 401, 402, 409, 422, 502}, body, failures)
+	orderStep = codes([]int{200, 400, 401, 403, 404, 409, 422}, failures)
+)
 
 // routes is the API's specification, from which the document must not drift.
 var routes = []route{
@@ -135,6 +169,17 @@ var routes = []route{
 	{"GET", "/v1/images/{id}", false, codes([]int{200, 304, 404}, failures)},
 	{"GET", "/v1/images/{id}/thumbnail", false, codes([]int{200, 304, 404}, failures)},
 	{"DELETE", "/v1/images/{id}", true, codes([]int{204, 401, 403, 404}, failures)},
+	{"GET", "/v1/cart", true, codes([]int{200, 401}, failures)},
+	{"POST", "/v1/cart/items", true, codes([]int{200, 401, 404}, body, failures)},
+	{"DELETE", "/v1/cart/items/{publication_id}", true, codes([]int{200, 401, 404}, failures)},
+	{"POST", "/v1/cart/checkout", true, placed},
+	{"POST", "/v1/orders", true, placed},
+	{"GET", "/v1/orders", true, codes([]int{200, 400, 401}, failures)},
+	{"GET", "/v1/orders/{id}", true, codes([]int{200, 401, 404}, failures)},
+	{"POST", "/v1/orders/{id}/cancel", true, orderStep},
+	{"POST", "/v1/orders/{id}/ship", true, orderStep},
+	{"POST", "/v1/orders/{id}/deliver", true, orderStep},
+	{"POST", "/v1/payments/webhook", false, codes([]int{200, 400, 401, 413, 415}, failures)},
 	{"GET", "/healthz", false, []int{200}},
 	{"GET", "/readyz", false, []int{200, 503}},
 	{"GET", "/metrics", false, []int{200}},
@@ -240,13 +285,19 @@ func TestOperations(t *testing.T) {
 				t.Error("no 4xx response using the Error schema")
 			}
 
-			if slices.Contains(r.codes, 422) {
-				media := bodyMedia[r.method+" "+r.path]
+			key := r.method + " " + r.path
+			switch {
+			case rawBody[key]:
+				if op.RequestBody == nil || !op.RequestBody.Value.Required || op.RequestBody.Value.Content.Get("application/json") == nil {
+					t.Error("request body missing, not required or not application/json")
+				}
+			case slices.Contains(r.codes, 422) && !noBody[key]:
+				media := bodyMedia[key]
 				if media == "" {
 					media = "application/json"
 				}
 				checkRequestBody(t, op, media)
-			} else if op.RequestBody != nil {
+			case op.RequestBody != nil:
 				t.Error("unexpected request body")
 			}
 
@@ -384,6 +435,27 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 		{"error ok", errSchema, `{"error":{"code":"not_found","message":"m","request_id":"r"}}`, true},
 		{"error bad code", errSchema, `{"error":{"code":"teapot","message":"m","request_id":"r"}}`, false},
 		{"error flat", errSchema, `{"code":"not_found","message":"m","request_id":"r"}`, false},
+		{"error of a failed order", errSchema, `{"error":{"code":"payment_declined","message":"m","request_id":"r","order_id":"o1"}}`, true},
+		{"error idempotency", errSchema, `{"error":{"code":"idempotency_key_reused","message":"m","request_id":"r"}}`, true},
+		{"order ok", requestSchema(t, doc, "POST", "/v1/orders"), `{"items":[{"publication_id":"p1","quantity":1}],"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":` + addressJSON + `}`, true},
+		{"order without items", requestSchema(t, doc, "POST", "/v1/orders"), `{"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":` + addressJSON + `}`, false},
+		{"order empty items", requestSchema(t, doc, "POST", "/v1/orders"), `{"items":[],"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":` + addressJSON + `}`, false},
+		{"order zero quantity", requestSchema(t, doc, "POST", "/v1/orders"), `{"items":[{"publication_id":"p1","quantity":0}],"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":` + addressJSON + `}`, false},
+		{"order item extra field", requestSchema(t, doc, "POST", "/v1/orders"), `{"items":[{"publication_id":"p1","quantity":1,"price":1}],"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":` + addressJSON + `}`, false},
+		{"order payment method", requestSchema(t, doc, "POST", "/v1/orders"), `{"items":[{"publication_id":"p1","quantity":1}],"payment":{"method":"cash","card_token":"x"},"shipping_address":` + addressJSON + `}`, false},
+		{"order address country", requestSchema(t, doc, "POST", "/v1/orders"), `{"items":[{"publication_id":"p1","quantity":1}],"payment":{"method":"card","card_token":"t"},"shipping_address":{"name":"A","line1":"l","city":"c","postal_code":"p","country":"gb"}}`, false},
+		{"order address extra field", requestSchema(t, doc, "POST", "/v1/orders"), `{"items":[{"publication_id":"p1","quantity":1}],"payment":{"method":"card","card_token":"t"},"shipping_address":{"name":"A","line1":"l","city":"c","postal_code":"p","country":"GB","phone":"1"}}`, false},
+		{"checkout ok", requestSchema(t, doc, "POST", "/v1/cart/checkout"), `{"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":` + addressJSON + `}`, true},
+		{"checkout with items", requestSchema(t, doc, "POST", "/v1/cart/checkout"), `{"items":[],"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":` + addressJSON + `}`, false},
+		{"cart item ok", requestSchema(t, doc, "POST", "/v1/cart/items"), `{"publication_id":"p1","quantity":3}`, true},
+		{"cart item removal", requestSchema(t, doc, "POST", "/v1/cart/items"), `{"publication_id":"p1","quantity":0}`, true},
+		{"cart item without quantity", requestSchema(t, doc, "POST", "/v1/cart/items"), `{"publication_id":"p1"}`, false},
+		{"cart item negative", requestSchema(t, doc, "POST", "/v1/cart/items"), `{"publication_id":"p1","quantity":-1}`, false},
+		{"cart partial", schema(doc, "Cart"), `{"items":[{"publication_id":"p1","quantity":1,"added_at":"2024-05-01T12:00:00Z"}],"subtotals":[],"partial":true,"unavailable":["publications"]}`, true},
+		{"cart bad reason", schema(doc, "Cart"), `{"items":[{"publication_id":"p1","quantity":1,"added_at":"2024-05-01T12:00:00Z","available":false,"reason":"stolen"}],"subtotals":[],"partial":false,"unavailable":[]}`, false},
+		{"cart unknown part", schema(doc, "Cart"), `{"items":[],"subtotals":[],"partial":true,"unavailable":["orders"]}`, false},
+		{"order bad status", schema(doc, "Order"), `{"id":"o1","buyer_id":"u1","status":"lost","items":[],"total":{"amount":0,"currency":""},"shipments":[],"shipping_address":` + addressJSON + `,"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`, false},
+		{"webhook ack not received", schema(doc, "WebhookAck"), `{"received":false,"event_id":"e","duplicate":false}`, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -403,6 +475,7 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 const (
 	productJSON     = `{"id":"p1","name":"Pixel 8","description":"","category":"electronics/phones","brand":"","attributes":{},"creator_id":"u1","view_count":0,"lowest_prices":[{"amount":49900,"currency":"USD"}],"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`
 	publicationJSON = `{"id":"pub1","seller_id":"u1","product_id":"p1","title":"T","price":{"amount":49900,"currency":"USD"},"quantity":2,"reserved":0,"condition":"new","status":"active","created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`
+	addressJSON     = `{"name":"Ada","line1":"1 Main St","city":"London","postal_code":"SW1","country":"GB"}`
 	imageJSON       = `{"id":"i1","owner_type":"product","owner_id":"p1","uploader_id":"u1","content_type":"image/png","bytes":1024,"width":64,"height":48,"sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","created_at":"2024-05-01T12:00:00Z","url":"/v1/images/i1","thumbnail_url":"/v1/images/i1/thumbnail"}`
 )
 
@@ -570,9 +643,91 @@ func TestImageDownloads(t *testing.T) {
 	}
 }
 
+// TestBuyingHeaders checks the Idempotency-Key parameter on exactly the
+// writes that accept it, and the webhook's required X-Signature.
+func TestBuyingHeaders(t *testing.T) {
+	doc := loadDoc(t)
+	headers := func(op *openapi3.Operation) map[string]*openapi3.Parameter {
+		out := map[string]*openapi3.Parameter{}
+		for _, p := range op.Parameters {
+			if p.Value.In == "header" {
+				out[p.Value.Name] = p.Value
+			}
+		}
+		return out
+	}
+	for _, r := range routes {
+		key := r.method + " " + r.path
+		op := doc.Paths.Find(r.path).GetOperation(r.method)
+		h := headers(op)["Idempotency-Key"]
+		if want := slices.Contains(idempotent, key); (h != nil) != want {
+			t.Errorf("%s: Idempotency-Key parameter = %v, want %v", key, h != nil, want)
+			continue
+		}
+		if h == nil {
+			continue
+		}
+		s := h.Schema.Value
+		if h.Required || s.MinLength != 1 || s.MaxLength == nil || *s.MaxLength != 255 || s.Pattern == "" {
+			t.Errorf("%s: Idempotency-Key must be optional, 1..255 characters with a pattern", key)
+		}
+		for _, k := range []string{"abc-123", " ~", strings.Repeat("k", 255)} {
+			if err := s.VisitJSON(k); err != nil {
+				t.Errorf("%s: Idempotency-Key schema rejects %q: %v", key, k, err)
+			}
+		}
+		for _, k := range []string{"", "é", "a\tb", strings.Repeat("k", 256)} {
+			if s.VisitJSON(k) == nil {
+				t.Errorf("%s: Idempotency-Key schema accepts %q", key, k)
+			}
+		}
+		if op.Responses.Status(400) == nil || !strings.Contains(*op.Responses.Status(400).Value.Description, "Idempotency-Key") {
+			t.Errorf("%s: the 400 response does not mention Idempotency-Key", key)
+		}
+	}
+	sig := headers(doc.Paths.Find("/v1/payments/webhook").Post)["X-Signature"]
+	if sig == nil || !sig.Required {
+		t.Error("POST /v1/payments/webhook: no required X-Signature header parameter")
+	}
+}
+
+// TestOrderFailures checks that every failure reason and idempotency code of
+// the orders contract is an error code, and that the placing routes document
+// failed orders with their order_id.
+func TestOrderFailures(t *testing.T) {
+	doc := loadDoc(t)
+	enum := schema(doc, "ErrorCode").Enum
+	for _, c := range []string{ordersrpc.ReasonOutOfStock, ordersrpc.ReasonPaymentDeclined, ordersrpc.ReasonPaymentError,
+		ordersrpc.ReasonPublicationUnavailable, ordersrpc.ReasonMixedCurrency, ordersrpc.ReasonReservationExpired,
+		ordersrpc.CodeIdempotencyKeyReused, ordersrpc.CodeRequestInProgress} {
+		if !slices.Contains(enum, any(c)) {
+			t.Errorf("ErrorCode lacks %q", c)
+		}
+	}
+	if p := schema(doc, "Error").Properties["error"].Value.Properties["order_id"]; p == nil || !p.Value.Type.Is("string") {
+		t.Error("the error document has no order_id string")
+	}
+	for _, path := range []string{"/v1/orders", "/v1/cart/checkout"} {
+		op := doc.Paths.Find(path).Post
+		for _, code := range []int{402, 409, 422, 502} {
+			ex, _ := op.Responses.Status(code).Value.Content.Get("application/json").Example.(map[string]any)
+			e, _ := ex["error"].(map[string]any)
+			if e["order_id"] == nil {
+				t.Errorf("POST %s: the %d example carries no order_id", path, code)
+			}
+			if err := schema(doc, "Error").VisitJSON(ex); err != nil {
+				t.Errorf("POST %s: the %d example is not an Error: %v", path, code, err)
+			}
+		}
+		if op.Responses.Status(202).Value.Headers["Location"] == nil {
+			t.Errorf("POST %s: 202 has no Location header", path)
+		}
+	}
+}
+
 func TestCreatedResourcesHaveLocation(t *testing.T) {
 	doc := loadDoc(t)
-	for _, path := range []string{"/v1/products", "/v1/publications", "/v1/images"} {
+	for _, path := range []string{"/v1/products", "/v1/publications", "/v1/images", "/v1/orders", "/v1/cart/checkout"} {
 		if doc.Paths.Find(path).Post.Responses.Status(201).Value.Headers["Location"] == nil {
 			t.Errorf("POST %s: 201 has no Location header", path)
 		}
@@ -600,6 +755,15 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 	leaf := productsrpc.Category{Name: "phones", Path: "electronics/phones", Count: 1, Children: []productsrpc.Category{}}
 	tree := productsrpc.CategoriesResponse{Categories: []productsrpc.Category{{Name: "electronics", Path: "electronics", Count: 1, Children: []productsrpc.Category{leaf}}}}
 	profile := usersrpc.PublicProfile{ID: "u1", Name: "Ada", MemberSince: at}
+	address := ordersrpc.Address{Name: "Ada", Line1: "1 Main St", City: "London", PostalCode: "SW1", Country: "GB"}
+	line := ordersrpc.Line{PublicationID: "pub1", ProductID: "p1", SellerID: "u2", Title: "T", Quantity: 2, UnitPrice: price, Subtotal: money.Money{Amount: 3998, Currency: "USD"}}
+	order := ordersrpc.Order{ID: "o1", BuyerID: "u1", Status: ordersrpc.StatusPaid, Lines: []ordersrpc.Line{line}, Total: line.Subtotal,
+		Payment:   &ordersrpc.Payment{Provider: "sandbox", ChargeID: "ch_1", Status: ordersrpc.PaymentSucceeded, Amount: line.Subtotal},
+		Shipments: []ordersrpc.Shipment{{SellerID: "u2", Status: ordersrpc.ShipmentShipped, ShippedAt: &at}}, ShippingAddress: address,
+		FromCart: true, CreatedAt: at, UpdatedAt: at, PaidAt: &at}
+	failed := ordersrpc.Order{ID: "o2", BuyerID: "u1", Status: ordersrpc.StatusFailed, FailureReason: ordersrpc.ReasonMixedCurrency,
+		FailureMessage: "m", Lines: []ordersrpc.Line{}, Shipments: []ordersrpc.Shipment{}, ShippingAddress: address, CreatedAt: at, UpdatedAt: at}
+	payment := ordersrpc.PaymentMethod{Method: "card", CardToken: "tok_visa"}
 
 	for _, c := range []struct {
 		schema string
@@ -617,6 +781,21 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		{"PublicationPage", map[string]any{"publication": publication, "product": product, "images": []any{}, "seller": profile, "partial": false, "unavailable": []string{}}},
 		{"CreateProductRequest", productsrpc.CreateRequest{Name: "P", Category: "phones", Attributes: map[string]string{}}},
 		{"CreatePublicationRequest", publicationsrpc.CreateRequest{ProductID: "p1", Title: "T", Price: price, Quantity: 1, Condition: "new"}},
+		{"Order", order},
+		{"Order", failed},
+		{"OrderList", ordersrpc.ListResponse{Items: []ordersrpc.Order{order, failed}, NextPageToken: "n"}},
+		{"OrderPage", map[string]any{"id": "o1", "buyer_id": "u1", "status": "pending", "items": []any{map[string]any{"publication_id": "pub1", "quantity": 1,
+			"unit_price": price, "subtotal": price, "image": view}}, "total": price, "shipments": []any{}, "shipping_address": address,
+			"created_at": at, "updated_at": at, "partial": true, "unavailable": []string{"images"}}},
+		{"CreateOrderRequest", ordersrpc.CreateRequest{Items: []ordersrpc.Item{{PublicationID: "pub1", Quantity: 2}}, Payment: payment, ShippingAddress: address}},
+		{"CheckoutRequest", ordersrpc.CheckoutRequest{Payment: payment, ShippingAddress: address}},
+		{"SetCartItemRequest", ordersrpc.SetCartItemRequest{PublicationID: "pub1", Quantity: 0}},
+		{"Cart", map[string]any{"items": []any{
+			map[string]any{"publication_id": "pub1", "quantity": 2, "added_at": at, "available": true, "title": "T", "price": price,
+				"seller_id": "u2", "status": "active", "quantity_available": 3, "image": view},
+			map[string]any{"publication_id": "pub2", "quantity": 1, "added_at": at, "available": false, "reason": "gone"}},
+			"subtotals": []any{money.Money{Amount: 3998, Currency: "USD"}}, "partial": false, "unavailable": []string{}}},
+		{"WebhookAck", map[string]any{"received": true, "event_id": "evt_1", "duplicate": false}},
 	} {
 		t.Run(c.schema, func(t *testing.T) {
 			b, err := json.Marshal(c.value)

@@ -46,6 +46,16 @@ func TestProtectedRoutesRequireAValidBearerToken(t *testing.T) {
 		{"GET", "/v1/users/me/wishlist"},
 		{"DELETE", "/v1/users/me/devices/tok-1"},
 		{"PUT", "/v1/users/me/notification-preferences"},
+		{"GET", "/v1/cart"},
+		{"POST", "/v1/cart/items"},
+		{"DELETE", "/v1/cart/items/pub-1"},
+		{"POST", "/v1/cart/checkout"},
+		{"POST", "/v1/orders"},
+		{"GET", "/v1/orders"},
+		{"GET", "/v1/orders/o1"},
+		{"POST", "/v1/orders/o1/cancel"},
+		{"POST", "/v1/orders/o1/ship"},
+		{"POST", "/v1/orders/o1/deliver"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,9 +19,8 @@ import (
 // malformed JSON, unknown fields, wrong types and trailing data (400). The
 // messages name the offending field.
 func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return apierror.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	if err := requireJSON(r); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBytes))
 	dec.DisallowUnknownFields()
@@ -34,6 +33,15 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any)
 			return decodeError(err, maxBytes)
 		}
 		return apierror.New(http.StatusBadRequest, "request body must contain a single JSON object")
+	}
+	return nil
+}
+
+// requireJSON refuses a request whose body is not declared application/json (415).
+func requireJSON(r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return apierror.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	return nil
 }

@@ -102,6 +102,7 @@ func TestOddBodiesNeverGive500(t *testing.T) {
 		{"POST", "/v1/auth/register"}, {"POST", "/v1/auth/login"}, {"PATCH", "/v1/users/me"},
 		{"POST", "/v1/users/me/wishlist"}, {"POST", "/v1/users/me/bank-accounts"},
 		{"POST", "/v1/users/me/devices"}, {"PUT", "/v1/users/me/notification-preferences"},
+		{"POST", "/v1/cart/items"}, {"POST", "/v1/cart/checkout"}, {"POST", "/v1/orders"},
 	}
 	bodies := []string{
 		"{", "}", "[", "]", "{}", "[]", "null", "true", "0", "-1e999", `""`, `"\u0000"`,

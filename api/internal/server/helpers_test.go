@@ -16,14 +16,17 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go-micro.dev/v4/client"
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/auth"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
+	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 )
 
 // TestMain keeps the request log out of test output.
@@ -60,6 +63,30 @@ func (f *fakeBlobs) Do(_ context.Context, _ string, r *http.Request) (*http.Resp
 	return rec.Result(), nil
 }
 
+// keyedClient is the shared fake as the orders client reaches it: it also
+// records the Idempotency-Key in each call's context, which rpcfake does not.
+type keyedClient struct {
+	*rpcfake.Client
+	mu   sync.Mutex
+	keys []keyedCall
+}
+
+type keyedCall struct{ endpoint, key string }
+
+func (k *keyedClient) Call(ctx context.Context, req client.Request, rsp any, opts ...client.CallOption) error {
+	k.mu.Lock()
+	k.keys = append(k.keys, keyedCall{req.Endpoint(), rpcmeta.IdempotencyKey(ctx)})
+	k.mu.Unlock()
+	return k.Client.Call(ctx, req, rsp, opts...)
+}
+
+// idempotencyKeys returns the endpoint and key of every orders call so far.
+func (k *keyedClient) idempotencyKeys() []keyedCall {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]keyedCall(nil), k.keys...)
+}
+
 // testAPI is a server over fake services.
 type testAPI struct {
 	api    *server.API
@@ -67,6 +94,7 @@ type testAPI struct {
 	signer *auth.Signer
 	key    ed25519.PrivateKey
 	users  *rpcfake.Client // every contract's client shares this fake
+	orders *keyedClient    // the same fake, seen by the orders client
 	blobs  *fakeBlobs
 }
 
@@ -83,12 +111,14 @@ func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 	t.Helper()
 	key := newKey(t)
 	users := &rpcfake.Client{}
+	orders := &keyedClient{Client: users}
 	blobs := &fakeBlobs{}
 	o := server.Options{
 		Users:               usersrpc.NewClient(users),
 		Products:            productsrpc.NewClient(users),
 		Publications:        publicationsrpc.NewClient(users),
 		Images:              imagesrpc.NewClient(users),
+		Orders:              ordersrpc.NewClient(orders),
 		Blobs:               blobs,
 		Signer:              auth.NewSigner(key),
 		LoginPerMinuteIP:    1000,
@@ -99,7 +129,7 @@ func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 		opt(&o)
 	}
 	a := server.New(o)
-	return &testAPI{api: a, h: a.Handler(), signer: o.Signer, key: key, users: users, blobs: blobs}
+	return &testAPI{api: a, h: a.Handler(), signer: o.Signer, key: key, users: users, orders: orders, blobs: blobs}
 }
 
 // token returns a valid bearer token for uid.
@@ -116,6 +146,7 @@ type req struct {
 	method, path string
 	body         string
 	header       map[string]string // Content-Type defaults to application/json when there is a body
+	rawHeader    http.Header       // set as is, after header: empty and repeated values
 	bearer       string            // token for Authorization: Bearer
 	remote       string            // RemoteAddr
 }
@@ -140,6 +171,9 @@ func (ta *testAPI) do(t *testing.T, r req) *httptest.ResponseRecorder {
 			hr.Header.Set(k, v)
 		}
 	}
+	for k, vs := range r.rawHeader {
+		hr.Header[k] = vs
+	}
 	if r.remote != "" {
 		hr.RemoteAddr = r.remote
 	}
@@ -155,12 +189,20 @@ type errorBody struct {
 		Code      string `json:"code"`
 		Message   string `json:"message"`
 		RequestID string `json:"request_id"`
+		OrderID   string `json:"order_id"`
 	} `json:"error"`
 }
 
 // wantError checks status, content type, the exact error shape and that
 // request_id equals the X-Request-Id header; it returns the message.
 func wantError(t *testing.T, rec *httptest.ResponseRecorder, status int, code string) string {
+	t.Helper()
+	return wantOrderError(t, rec, status, code, "")
+}
+
+// wantOrderError is wantError for an error document that names the failed
+// order orderID (none when "").
+func wantOrderError(t *testing.T, rec *httptest.ResponseRecorder, status int, code, orderID string) string {
 	t.Helper()
 	if rec.Code != status {
 		t.Fatalf("status = %d, want %d; body %s", rec.Code, status, rec.Body)
@@ -172,8 +214,12 @@ func wantError(t *testing.T, rec *httptest.ResponseRecorder, status int, code st
 	if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil {
 		t.Fatalf("body %q is not an error document: %v", rec.Body, err)
 	}
-	if len(raw) != 1 || len(raw["error"]) != 3 {
-		t.Errorf("body %s: want exactly {\"error\":{code,message,request_id}}", rec.Body)
+	members := 3
+	if orderID != "" {
+		members = 4
+	}
+	if len(raw) != 1 || len(raw["error"]) != members {
+		t.Errorf("body %s: want exactly {\"error\":{code,message,request_id}} (and order_id %q)", rec.Body, orderID)
 	}
 	var b errorBody
 	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
@@ -183,6 +229,9 @@ func wantError(t *testing.T, rec *httptest.ResponseRecorder, status int, code st
 	}
 	if b.Error.Code != code {
 		t.Errorf("code = %q, want %q", b.Error.Code, code)
+	}
+	if b.Error.OrderID != orderID {
+		t.Errorf("order_id = %q, want %q", b.Error.OrderID, orderID)
 	}
 	if b.Error.Message == "" {
 		t.Error("message is empty")

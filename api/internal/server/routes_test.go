@@ -71,10 +71,15 @@ func TestEveryRouteIsServed(t *testing.T) {
 		"PATCH /v1/products/{id}":                   `{"name":"Lamp 2"}`,
 		"POST /v1/publications":                     `{"product_id":"p1","title":"Lamp","price":{"amount":1999,"currency":"USD"},"quantity":1,"condition":"new"}`,
 		"PATCH /v1/publications/{id}":               `{"quantity":2}`,
+		"POST /v1/cart/items":                       `{"publication_id":"pub-1","quantity":1}`,
+		"POST /v1/cart/checkout":                    `{"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":{"name":"Ada","line1":"1 Main St","city":"London","postal_code":"SW1","country":"GB"}}`,
+		"POST /v1/orders":                           `{"items":[{"publication_id":"pub-1","quantity":1}],"payment":{"method":"card","card_token":"tok_visa"},"shipping_address":{"name":"Ada","line1":"1 Main St","city":"London","postal_code":"SW1","country":"GB"}}`,
+		"POST /v1/payments/webhook":                 `{"id":"evt_1","type":"charge.succeeded"}`,
 		"POST /v1/images":                           "--B\r\nContent-Disposition: form-data; name=\"owner_type\"\r\n\r\nproduct\r\n--B\r\nContent-Disposition: form-data; name=\"owner_id\"\r\n\r\np1\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\nPNG\r\n--B--\r\n",
 	}
 	headers := map[string]map[string]string{
-		"POST /v1/images": {"Content-Type": "multipart/form-data; boundary=B"},
+		"POST /v1/images":           {"Content-Type": "multipart/form-data; boundary=B"},
+		"POST /v1/payments/webhook": {"X-Signature": "t=1,v1=ab"},
 	}
 	queries := map[string]string{"GET /v1/images": "?owner_type=product&owner_id=p1"}
 	ta.users.Answer = func(endpoint string, _ any) (any, error) {

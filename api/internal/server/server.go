@@ -14,6 +14,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/api/internal/openapi"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
@@ -29,6 +30,7 @@ type Options struct {
 	Products     *productsrpc.Client
 	Publications *publicationsrpc.Client
 	Images       *imagesrpc.Client
+	Orders       *ordersrpc.Client
 	// Blobs reaches the images service's HTTP endpoint (uploads and bytes):
 	// rpcclient.HTTP in production.
 	Blobs BlobClient
@@ -55,6 +57,7 @@ type API struct {
 	products     *productsrpc.Client
 	publications *publicationsrpc.Client
 	images       *imagesrpc.Client
+	orders       *ordersrpc.Client
 	blobs        BlobClient
 	signer       *auth.Signer
 	limiter      *loginLimiter
@@ -102,6 +105,7 @@ func New(o Options) *API {
 		products:     o.Products,
 		publications: o.Publications,
 		images:       o.Images,
+		orders:       o.Orders,
 		blobs:        o.Blobs,
 		signer:       o.Signer,
 		limiter:      newLoginLimiter(o.LoginPerMinuteIP, o.LoginPerMinuteEmail),
@@ -140,6 +144,17 @@ func New(o Options) *API {
 		{"GET", "/v1/images/{id}", false, a.imageBytes},
 		{"GET", "/v1/images/{id}/thumbnail", false, a.thumbnailBytes},
 		{"DELETE", "/v1/images/{id}", true, a.deleteImage},
+		{"GET", "/v1/cart", true, a.getCart},
+		{"POST", "/v1/cart/items", true, a.setCartItem},
+		{"DELETE", "/v1/cart/items/{publication_id}", true, a.removeCartItem},
+		{"POST", "/v1/cart/checkout", true, a.checkout},
+		{"POST", "/v1/orders", true, a.createOrder},
+		{"GET", "/v1/orders", true, a.listOrders},
+		{"GET", "/v1/orders/{id}", true, a.getOrder},
+		{"POST", "/v1/orders/{id}/cancel", true, a.cancelOrder},
+		{"POST", "/v1/orders/{id}/ship", true, a.shipOrder},
+		{"POST", "/v1/orders/{id}/deliver", true, a.deliverOrder},
+		{"POST", "/v1/payments/webhook", false, a.paymentWebhook},
 		{"GET", "/healthz", false, a.healthz},
 		{"GET", "/readyz", false, a.readyz},
 	}

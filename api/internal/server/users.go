@@ -165,36 +165,16 @@ func (a *API) listWishlist(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, len(page.Items))
-	for i, it := range page.Items {
-		ids[i] = it.PublicationID
-	}
+	ids := uniqueIDs(page.Items, func(it usersrpc.WishlistItem) string { return it.PublicationID })
 	var pubs map[string]publicationsrpc.Publication
 	var imgs map[string]imagesrpc.Image
 	parts := fanout.New(r.Context())
-	if len(ids) > 0 {
-		parts.Optional("publications", a.opts.PartTimeout, func(ctx context.Context) error {
-			res, err := a.publications.GetMany(ctx, ids)
-			if err == nil {
-				pubs = make(map[string]publicationsrpc.Publication, len(res.Items))
-				for _, p := range res.Items {
-					pubs[p.ID] = p
-				}
-			}
-			return err
-		})
-		parts.Optional("images", a.opts.PartTimeout, func(ctx context.Context) error {
-			res, err := a.images.First(ctx, imagesrpc.FirstRequest{OwnerType: imagesrpc.OwnerPublication, OwnerIDs: ids})
-			if err == nil {
-				imgs = res.Images
-			}
-			return err
-		})
-	}
+	a.publicationsPart(parts, ids, &pubs)
+	a.firstImagesPart(parts, ids, &imgs)
 	_ = parts.Wait() // optional parts only
 	out := wishlistPage{Items: make([]wishlistEntry, len(page.Items)), NextPageToken: page.NextPageToken}
 	for i, it := range page.Items {
-		e := wishlistEntry{PublicationID: it.PublicationID, AddedAt: it.AddedAt}
+		e := wishlistEntry{PublicationID: it.PublicationID, AddedAt: it.AddedAt, Image: imageOf(imgs, it.PublicationID)}
 		if pubs != nil {
 			active := false
 			if p, ok := pubs[it.PublicationID]; ok {
@@ -202,10 +182,6 @@ func (a *API) listWishlist(w http.ResponseWriter, r *http.Request) error {
 				active = p.Status == publicationsrpc.StatusActive && p.Quantity > 0
 			}
 			e.Active = &active
-		}
-		if img, ok := imgs[it.PublicationID]; ok {
-			v := viewOf(img)
-			e.Image = &v
 		}
 		out.Items[i] = e
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/plugins/apierror"
-	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
+	"github.com/marketmesh/marketmesh/services/images/internal/image"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )
 
@@ -28,23 +28,23 @@ func (e bodyError) Unwrap() error { return e.err }
 
 // status is the one place domain, store and transport errors become
 // statuses; the RPC endpoints (rpcError) and the HTTP endpoint (writeError)
-// both use it. notFound is the message for imaging.ErrNotFound.
+// both use it. notFound is the message for image.ErrNotFound.
 func status(ctx context.Context, err error, notFound string) (int, string) {
 	var be bodyError
 	switch {
-	case errors.Is(err, imaging.ErrInvalid):
+	case errors.Is(err, image.ErrInvalid):
 		return http.StatusUnprocessableEntity, err.Error()
 	case errors.Is(err, store.ErrBadPageToken):
 		return http.StatusBadRequest, err.Error()
-	case errors.Is(err, imaging.ErrNotFound):
+	case errors.Is(err, image.ErrNotFound):
 		return http.StatusNotFound, notFound
-	case errors.Is(err, imaging.ErrForbidden):
+	case errors.Is(err, image.ErrForbidden):
 		return http.StatusForbidden, err.Error()
 	case errors.Is(err, errNoCaller):
 		return http.StatusUnauthorized, err.Error()
-	case errors.Is(err, imaging.ErrTooLarge):
+	case errors.Is(err, image.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, err.Error()
-	case errors.Is(err, imaging.ErrUnsupported):
+	case errors.Is(err, image.ErrUnsupported):
 		return http.StatusUnsupportedMediaType, err.Error()
 	case errors.As(err, &be) && errors.Is(err, os.ErrDeadlineExceeded):
 		return http.StatusRequestTimeout, "the upload took too long"

@@ -1,5 +1,8 @@
 // Package handler serves the images service: the RPC metadata endpoints
 // (Images) and the internal HTTP blob endpoint (Blobs) for uploads and bytes.
+// Each endpoint decodes, applies the domain rules (package image), stores
+// and encodes; reads are open to anyone, a delete acts for the caller in RPC
+// metadata.
 package handler
 
 import (
@@ -7,7 +10,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
-	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
+	"github.com/marketmesh/marketmesh/services/images/internal/image"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )
 
@@ -19,39 +22,43 @@ type Images struct {
 // New returns the RPC handler.
 func New(s *store.Store) *Images { return &Images{store: s} }
 
-func pageSize(n int) int {
-	switch {
-	case n <= 0:
-		return 20
-	case n > 100:
-		return 100
+func notFound(id string) string { return "image " + id + " not found" }
+
+// toImage is the contract view of an image: its original's description.
+func toImage(im image.Image) imagesrpc.Image {
+	return imagesrpc.Image{
+		ID: im.ID, OwnerType: im.OwnerType, OwnerID: im.OwnerID, UploaderID: im.UploaderID,
+		ContentType: im.Original.ContentType, Bytes: im.Original.Bytes,
+		Width: im.Original.Width, Height: im.Original.Height,
+		SHA256: im.Original.SHA256, CreatedAt: im.CreatedAt,
 	}
-	return n
 }
 
 // Get returns one image's metadata.
 func (h *Images) Get(ctx context.Context, req *imagesrpc.IDRequest, rsp *imagesrpc.Image) error {
 	im, err := h.store.Get(req.ID)
 	if err != nil {
-		return rpcError(ctx, err, "image "+req.ID+" not found")
+		return rpcError(ctx, err, notFound(req.ID))
 	}
-	*rsp = im.RPC()
+	*rsp = toImage(im)
 	return nil
 }
 
 // List returns a page of an owner's images, oldest first.
 func (h *Images) List(ctx context.Context, req *imagesrpc.ListRequest, rsp *imagesrpc.ListResponse) error {
-	owner, err := imaging.CheckOwner(req.OwnerType, req.OwnerID)
+	q, err := image.ListQuery{
+		OwnerType: req.OwnerType, OwnerID: req.OwnerID, PageSize: req.PageSize, PageToken: req.PageToken,
+	}.Normalize()
 	if err != nil {
 		return rpcError(ctx, err, "")
 	}
-	ims, next, err := h.store.List(owner.Type, owner.ID, pageSize(req.PageSize), req.PageToken)
+	ims, next, err := h.store.List(q.OwnerType, q.OwnerID, q.PageSize, q.PageToken)
 	if err != nil {
 		return rpcError(ctx, err, "")
 	}
 	rsp.Items = make([]imagesrpc.Image, len(ims))
 	for i, im := range ims {
-		rsp.Items[i] = im.RPC()
+		rsp.Items[i] = toImage(im)
 	}
 	rsp.NextPageToken = next
 	return nil
@@ -59,7 +66,7 @@ func (h *Images) List(ctx context.Context, req *imagesrpc.ListRequest, rsp *imag
 
 // First returns the oldest image of each named owner that has one.
 func (h *Images) First(ctx context.Context, req *imagesrpc.FirstRequest, rsp *imagesrpc.FirstResponse) error {
-	if err := imaging.CheckOwnerIDs(req.OwnerType, req.OwnerIDs); err != nil {
+	if err := image.CheckOwnerIDs(req.OwnerType, req.OwnerIDs); err != nil {
 		return rpcError(ctx, err, "")
 	}
 	found, err := h.store.First(req.OwnerType, req.OwnerIDs)
@@ -68,7 +75,7 @@ func (h *Images) First(ctx context.Context, req *imagesrpc.FirstRequest, rsp *im
 	}
 	rsp.Images = make(map[string]imagesrpc.Image, len(found))
 	for owner, im := range found {
-		rsp.Images[owner] = im.RPC()
+		rsp.Images[owner] = toImage(im)
 	}
 	return nil
 }
@@ -80,11 +87,6 @@ func (h *Images) Delete(ctx context.Context, req *imagesrpc.IDRequest, _ *images
 	if uid == "" {
 		return rpcError(ctx, errNoCaller, "")
 	}
-	_, err := h.store.Delete(req.ID, func(im imaging.Image) error {
-		if im.UploaderID != uid {
-			return imaging.Forbidden("only the uploader may delete image %s", im.ID)
-		}
-		return nil
-	})
-	return rpcError(ctx, err, "image "+req.ID+" not found")
+	_, err := h.store.Delete(req.ID, func(im image.Image) error { return im.CheckUploader(uid) })
+	return rpcError(ctx, err, notFound(req.ID))
 }

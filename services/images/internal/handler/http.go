@@ -118,7 +118,7 @@ func (b *Blobs) upload(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Location", "/internal/images/"+im.ID)
 	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(im.RPC())
+	_ = json.NewEncoder(w).Encode(toImage(im))
 }
 
 // serve is GET /internal/images/{id} and …/thumbnail: the file, cacheable
@@ -128,7 +128,7 @@ func (b *Blobs) serve(thumbnail bool) http.HandlerFunc {
 		id := r.PathValue("id")
 		im, err := b.store.Get(id)
 		if err != nil {
-			writeError(w, r, err, "image "+id+" not found")
+			writeError(w, r, err, notFound(id))
 			return
 		}
 		blob := im.Original

@@ -13,8 +13,9 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
-	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
+	"github.com/marketmesh/marketmesh/services/images/internal/image"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
+	"github.com/marketmesh/marketmesh/services/images/internal/thumbnail"
 )
 
 // copyBufs are the buffers uploads stream through.
@@ -24,33 +25,30 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 // file while it is hashed; the checks then read that file: the type from
 // the first bytes (before the rest is even read), the dimensions from the
 // header, and only then the pixels, for the thumbnail.
-func (b *Blobs) ingest(ctx context.Context, body io.Reader, length int64, ownerType, ownerID, uploaderID string) (imaging.Image, error) {
-	owner, err := imaging.CheckOwner(ownerType, ownerID)
+func (b *Blobs) ingest(ctx context.Context, body io.Reader, length int64, ownerType, ownerID, uploaderID string) (image.Image, error) {
+	up, err := image.CheckUpload(ownerType, ownerID, uploaderID)
 	if err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
-	if err := imaging.CheckID("uploader_id", uploaderID); err != nil {
-		return imaging.Image{}, err
-	}
-	if length > imaging.MaxBytes {
-		return imaging.Image{}, imaging.TooLarge()
+	if err := image.CheckSize(length); err != nil {
+		return image.Image{}, err
 	}
 
-	limited := io.LimitReader(body, imaging.MaxBytes+1)
-	head := make([]byte, imaging.SniffLen)
+	limited := io.LimitReader(body, image.MaxBytes+1)
+	head := make([]byte, image.SniffLen)
 	n, err := io.ReadFull(limited, head)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return imaging.Image{}, bodyError{err}
+		return image.Image{}, bodyError{err}
 	}
 	head = head[:n]
-	contentType, err := imaging.Sniff(head)
+	contentType, err := image.Sniff(head)
 	if err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 
 	f, err := b.store.CreateTemp()
 	if err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 	temps := []string{f.Name()}
 	defer func() {
@@ -61,57 +59,58 @@ func (b *Blobs) ingest(ctx context.Context, body io.Reader, length int64, ownerT
 	}()
 	sum := sha256.New()
 	if _, err := f.Write(head); err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 	sum.Write(head)
 	rest, err := copyHashed(f, sum, limited)
 	if err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 	size := int64(n) + rest
-	if size > imaging.MaxBytes {
-		return imaging.Image{}, imaging.TooLarge()
+	if err := image.CheckSize(size); err != nil {
+		return image.Image{}, err
 	}
-	original := imaging.Blob{SHA256: hex.EncodeToString(sum.Sum(nil)), ContentType: contentType, Bytes: size}
 
 	// Dimensions from the header alone, before any pixel is decoded.
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 	br := bufio.NewReaderSize(f, 64<<10)
-	if original.Width, original.Height, err = imaging.Config(br, contentType); err != nil {
-		return imaging.Image{}, err
-	}
-
-	thumb, data, err := b.thumbnail(ctx, f, br, contentType)
+	width, height, err := image.Config(br, contentType)
 	if err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
+	}
+	original := image.Blob{SHA256: hex.EncodeToString(sum.Sum(nil)), ContentType: contentType, Bytes: size, Width: width, Height: height}
+
+	thumb, data, err := b.makeThumbnail(ctx, f, br, contentType)
+	if err != nil {
+		return image.Image{}, err
 	}
 	if err := f.Sync(); err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 	if err := f.Close(); err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 	thumbTemp, err := b.writeTemp(data)
 	if thumbTemp != "" {
 		temps = append(temps, thumbTemp)
 	}
 	if err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 	if err := ctx.Err(); err != nil { // the deadline passed while we worked
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 
-	im := imaging.Image{
-		ID: ulid.Make().String(), OwnerType: owner.Type, OwnerID: owner.ID, UploaderID: uploaderID,
-		Original: original, Thumbnail: thumb, CreatedAt: b.opts.Now().UTC(),
+	im, err := image.New(ulid.Make().String(), up, original, thumb, b.opts.Now())
+	if err != nil {
+		return image.Image{}, err
 	}
 	if err := b.store.Add(im,
 		store.NewBlob{SHA256: original.SHA256, Temp: temps[0]},
 		store.NewBlob{SHA256: thumb.SHA256, Temp: thumbTemp}); err != nil {
-		return imaging.Image{}, err
+		return image.Image{}, err
 	}
 	temps = nil // placed: the names are free for new temporary files
 	return im, nil
@@ -142,29 +141,29 @@ func copyHashed(f *os.File, h hash.Hash, src io.Reader) (int64, error) {
 	}
 }
 
-// thumbnail decodes the file (one of a bounded number at a time) and
+// makeThumbnail decodes the file (one of a bounded number at a time) and
 // returns the encoded thumbnail with its description.
-func (b *Blobs) thumbnail(ctx context.Context, f *os.File, br *bufio.Reader, contentType string) (imaging.Blob, []byte, error) {
+func (b *Blobs) makeThumbnail(ctx context.Context, f *os.File, br *bufio.Reader, contentType string) (image.Blob, []byte, error) {
 	select {
 	case b.decoders <- struct{}{}:
 		defer func() { <-b.decoders }()
 	case <-ctx.Done():
-		return imaging.Blob{}, nil, ctx.Err()
+		return image.Blob{}, nil, ctx.Err()
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return imaging.Blob{}, nil, err
+		return image.Blob{}, nil, err
 	}
 	br.Reset(f)
-	img, err := imaging.Decode(br, contentType)
+	img, err := image.Decode(br, contentType)
 	if err != nil {
-		return imaging.Blob{}, nil, err
+		return image.Blob{}, nil, err
 	}
-	data, ct, w, h, err := imaging.Thumbnail(img)
+	data, ct, w, h, err := thumbnail.Make(img)
 	if err != nil {
-		return imaging.Blob{}, nil, err
+		return image.Blob{}, nil, err
 	}
 	sum := sha256.Sum256(data)
-	return imaging.Blob{SHA256: hex.EncodeToString(sum[:]), ContentType: ct, Bytes: int64(len(data)), Width: w, Height: h}, data, nil
+	return image.Blob{SHA256: hex.EncodeToString(sum[:]), ContentType: ct, Bytes: int64(len(data)), Width: w, Height: h}, data, nil
 }
 
 // writeTemp writes data to a new temporary file and returns its name.

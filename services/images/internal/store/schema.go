@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	imagesBucket = []byte("images")          // image id → imaging.Image JSON
+	imagesBucket = []byte("images")          // image id → image.Image JSON
 	ownerIndex   = []byte("images.by_owner") // owner type \x00 owner id \x00 image id → nothing (ULIDs: oldest first)
 	blobsBucket  = []byte("blobs")           // sha256 (hex) → reference count (uint64, big endian)
 )
@@ -32,7 +32,7 @@ func createBuckets(tx *bolt.Tx) error {
 }
 
 // ownerPrefix is the start of an owner's range in ownerIndex. IDs never
-// contain \x00 (imaging.CheckID), so ranges do not overlap.
+// contain \x00 (image.CheckID), so ranges do not overlap.
 func ownerPrefix(ownerType, ownerID string) []byte {
 	return boltdb.Prefix(ownerType, ownerID)
 }

@@ -15,7 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/plugins/boltdb"
-	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
+	"github.com/marketmesh/marketmesh/services/images/internal/image"
 )
 
 // ErrBadPageToken is returned for a page token this store did not issue.
@@ -74,7 +74,7 @@ func (s *Store) OpenBlob(sha string) (*os.File, error) {
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, imaging.ErrNotFound
+		return nil, image.ErrNotFound
 	}
 	return f, err
 }
@@ -89,7 +89,7 @@ type NewBlob struct {
 // Add stores im and its blobs: each temporary file becomes the blob file
 // (or is dropped if the blob exists already) and each blob's reference
 // count goes up by one, in one transaction with the metadata.
-func (s *Store) Add(im imaging.Image, blobs ...NewBlob) error {
+func (s *Store) Add(im image.Image, blobs ...NewBlob) error {
 	raw, err := json.Marshal(im)
 	if err != nil {
 		return err
@@ -131,8 +131,8 @@ func (s *Store) Add(im imaging.Image, blobs ...NewBlob) error {
 }
 
 // Get returns the image with id.
-func (s *Store) Get(id string) (imaging.Image, error) {
-	var im imaging.Image
+func (s *Store) Get(id string) (image.Image, error) {
+	var im image.Image
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return getImage(tx, id, &im)
 	})
@@ -141,7 +141,7 @@ func (s *Store) Get(id string) (imaging.Image, error) {
 
 // List returns up to size images of an owner, oldest first, after the page
 // token, and the token of the next page ("" on the last page).
-func (s *Store) List(ownerType, ownerID string, size int, token string) ([]imaging.Image, string, error) {
+func (s *Store) List(ownerType, ownerID string, size int, token string) ([]image.Image, string, error) {
 	prefix := ownerPrefix(ownerType, ownerID)
 	start := prefix
 	if token != "" {
@@ -155,7 +155,7 @@ func (s *Store) List(ownerType, ownerID string, size int, token string) ([]imagi
 		start = append(append([]byte{}, prefix...), after...)
 		start = append(start, 0) // strictly after the last item returned
 	}
-	items := make([]imaging.Image, 0, min(size, 32))
+	items := make([]image.Image, 0, min(size, 32))
 	var next string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(ownerIndex).Cursor()
@@ -164,7 +164,7 @@ func (s *Store) List(ownerType, ownerID string, size int, token string) ([]imagi
 				next = base64.RawURLEncoding.EncodeToString([]byte(items[len(items)-1].ID))
 				return nil
 			}
-			var im imaging.Image
+			var im image.Image
 			if err := getImage(tx, string(k[len(prefix):]), &im); err != nil {
 				return fmt.Errorf("store: index entry %q: %w", k, err)
 			}
@@ -176,8 +176,8 @@ func (s *Store) List(ownerType, ownerID string, size int, token string) ([]imagi
 }
 
 // First returns the oldest image of each owner that has one.
-func (s *Store) First(ownerType string, ownerIDs []string) (map[string]imaging.Image, error) {
-	out := make(map[string]imaging.Image, len(ownerIDs))
+func (s *Store) First(ownerType string, ownerIDs []string) (map[string]image.Image, error) {
+	out := make(map[string]image.Image, len(ownerIDs))
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(ownerIndex).Cursor()
 		for _, owner := range ownerIDs {
@@ -189,7 +189,7 @@ func (s *Store) First(ownerType string, ownerIDs []string) (map[string]imaging.I
 			if k == nil || !bytes.HasPrefix(k, prefix) {
 				continue
 			}
-			var im imaging.Image
+			var im image.Image
 			if err := getImage(tx, string(k[len(prefix):]), &im); err != nil {
 				return fmt.Errorf("store: index entry %q: %w", k, err)
 			}
@@ -203,7 +203,7 @@ func (s *Store) First(ownerType string, ownerIDs []string) (map[string]imaging.I
 // Delete removes the image with id if allow (given the stored image)
 // returns nil, drops a reference to each of its blobs and removes the
 // files no image references any more. It returns the deleted image.
-func (s *Store) Delete(id string, allow func(imaging.Image) error) (imaging.Image, error) {
+func (s *Store) Delete(id string, allow func(image.Image) error) (image.Image, error) {
 	im, err := s.Get(id)
 	if err != nil {
 		return im, err
@@ -305,10 +305,10 @@ func addRef(tx *bolt.Tx, sha string, delta int) (uint64, error) {
 	return n, b.Put([]byte(sha), binary.BigEndian.AppendUint64(nil, n))
 }
 
-func getImage(tx *bolt.Tx, id string, im *imaging.Image) error {
+func getImage(tx *bolt.Tx, id string, im *image.Image) error {
 	raw := tx.Bucket(imagesBucket).Get([]byte(id))
 	if raw == nil {
-		return imaging.ErrNotFound
+		return image.ErrNotFound
 	}
 	// json.Unmarshal copies out of the mmap'd value before the tx ends.
 	return json.Unmarshal(raw, im)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
-	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
+	"github.com/marketmesh/marketmesh/services/images/internal/image"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )
 
@@ -58,13 +58,13 @@ func (f *fixture) temp(t *testing.T, data []byte) store.NewBlob {
 }
 
 // add stores an image of owner whose original and thumbnail hold the given bytes.
-func (f *fixture) add(t *testing.T, ownerType, ownerID, uploader string, original, thumb []byte) imaging.Image {
+func (f *fixture) add(t *testing.T, ownerType, ownerID, uploader string, original, thumb []byte) image.Image {
 	t.Helper()
 	o, th := f.temp(t, original), f.temp(t, thumb)
-	im := imaging.Image{
+	im := image.Image{
 		ID: ulid.Make().String(), OwnerType: ownerType, OwnerID: ownerID, UploaderID: uploader,
-		Original:  imaging.Blob{SHA256: o.SHA256, ContentType: "image/png", Bytes: int64(len(original)), Width: 10, Height: 10},
-		Thumbnail: imaging.Blob{SHA256: th.SHA256, ContentType: "image/jpeg", Bytes: int64(len(thumb)), Width: 10, Height: 10},
+		Original:  image.Blob{SHA256: o.SHA256, ContentType: "image/png", Bytes: int64(len(original)), Width: 10, Height: 10},
+		Thumbnail: image.Blob{SHA256: th.SHA256, ContentType: "image/jpeg", Bytes: int64(len(thumb)), Width: 10, Height: 10},
 		CreatedAt: t0,
 	}
 	if err := f.s.Add(im, o, th); err != nil {
@@ -96,7 +96,7 @@ func tmpCount(t *testing.T, blobDir string) int {
 	return len(entries)
 }
 
-func allow(imaging.Image) error { return nil }
+func allow(image.Image) error { return nil }
 
 func TestAddPlacesBlobsUnderTheirHash(t *testing.T) {
 	f := newStore(t)
@@ -180,8 +180,8 @@ func TestAnOriginalEqualToAnotherImagesThumbnailIsCountedOnce(t *testing.T) {
 func TestDeleteAsksBeforeRemoving(t *testing.T) {
 	f := newStore(t)
 	im := f.add(t, "product", "p1", "u1", []byte("o"), []byte("t"))
-	no := imaging.Forbidden("no")
-	if _, err := f.s.Delete(im.ID, func(imaging.Image) error { return no }); !errors.Is(err, imaging.ErrForbidden) {
+	notTheUploader := func(im image.Image) error { return im.CheckUploader("someone-else") }
+	if _, err := f.s.Delete(im.ID, notTheUploader); !errors.Is(err, image.ErrForbidden) {
 		t.Fatalf("Delete = %v, want the refusal", err)
 	}
 	if _, err := f.s.Get(im.ID); err != nil {
@@ -190,13 +190,13 @@ func TestDeleteAsksBeforeRemoving(t *testing.T) {
 	if !f.exists(im.Original.SHA256) || f.refs(t, im.Original.SHA256) != 1 {
 		t.Fatal("refused delete touched the blob")
 	}
-	if _, err := f.s.Delete("nope", allow); !errors.Is(err, imaging.ErrNotFound) {
+	if _, err := f.s.Delete("nope", allow); !errors.Is(err, image.ErrNotFound) {
 		t.Fatalf("Delete(unknown) = %v, want ErrNotFound", err)
 	}
 	if _, err := f.s.Delete(im.ID, allow); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.s.Delete(im.ID, allow); !errors.Is(err, imaging.ErrNotFound) {
+	if _, err := f.s.Delete(im.ID, allow); !errors.Is(err, image.ErrNotFound) {
 		t.Fatalf("second Delete = %v, want ErrNotFound", err)
 	}
 	if items, _, _ := f.s.List("product", "p1", 10, ""); len(items) != 0 {
@@ -308,8 +308,8 @@ func TestConcurrentAddsAndDeletesKeepFilesAndCountsInStep(t *testing.T) {
 		wg.Go(func() {
 			for i := range 20 {
 				o, th := f.temp(t, data), f.temp(t, fmt.Appendf(nil, "t%d-%d", w, i))
-				im := imaging.Image{ID: ulid.Make().String(), OwnerType: "product", OwnerID: "p", UploaderID: "u",
-					Original: imaging.Blob{SHA256: o.SHA256}, Thumbnail: imaging.Blob{SHA256: th.SHA256}}
+				im := image.Image{ID: ulid.Make().String(), OwnerType: "product", OwnerID: "p", UploaderID: "u",
+					Original: image.Blob{SHA256: o.SHA256}, Thumbnail: image.Blob{SHA256: th.SHA256}}
 				if err := f.s.Add(im, o, th); err != nil {
 					t.Error(err)
 					return

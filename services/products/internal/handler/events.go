@@ -8,6 +8,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
+	"github.com/marketmesh/marketmesh/services/products/internal/product"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
 )
 
@@ -25,7 +26,7 @@ func PublicationChanged(ctx context.Context, tx *bolt.Tx, ev events.Event) error
 		slog.ErrorContext(ctx, "products: undecodable event dropped", "topic", ev.Topic, "id", ev.ID, "err", err)
 		return nil
 	}
-	known, err := store.ApplyPublication(tx, store.PublicationPrice{
+	known, err := store.ApplyPublication(tx, product.PublicationPrice{
 		PublicationID: pc.PublicationID,
 		ProductID:     pc.ProductID,
 		Price:         pc.Price,

@@ -36,6 +36,7 @@ func TestOverRPC(t *testing.T) {
 	mesh.Consul.CheckInterval = config.Duration(time.Second)
 	mesh.RPC.RequestTimeout = config.Duration(2 * time.Second)
 	mesh.Log.Level = "error"
+	mesh.DataDir = t.TempDir()
 
 	db, err := store.Open(filepath.Join(t.TempDir(), "products.db"))
 	if err != nil {

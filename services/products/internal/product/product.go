@@ -56,6 +56,19 @@ type Product struct {
 	UpdatedAt    time.Time
 }
 
+// PublicationPrice is the state of one publication that the catalog cares
+// about: its price and whether it is on sale (active with stock). The store
+// keeps each product's lowest prices from them.
+type PublicationPrice struct {
+	PublicationID string
+	ProductID     string
+	Price         money.Money
+	Active        bool
+	// EventID orders updates: a state from an event older than the one
+	// already applied is ignored. Empty to skip the check.
+	EventID string
+}
+
 // Draft is what a creator provides.
 type Draft struct {
 	Name        string

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/marketmesh/marketmesh/plugins/money"
+	"github.com/marketmesh/marketmesh/plugins/paging"
 )
 
 // Sort orders of a search (the same strings as productsrpc).
@@ -17,10 +18,8 @@ const (
 	SortPopular   = "popular"
 )
 
-// Search limits.
+// Search limits; page sizes are paging's.
 const (
-	DefaultPageSize = 20
-	MaxPageSize     = 100
 	MaxQuery        = 200
 	DefaultCurrency = "USD"
 )
@@ -44,7 +43,8 @@ type Query struct {
 func (q Query) HasPriceFilter() bool { return q.MinPrice != nil || q.MaxPrice != nil }
 
 // Normalize validates q and fills in the defaults: sort relevance with text,
-// newest without; currency USD; page size 20 (at most 100).
+// newest without; currency USD; page size by paging.Size (20 when unset, at
+// most 100).
 func (q Query) Normalize() (Query, error) {
 	q.Text = strings.TrimSpace(q.Text)
 	if !utf8.ValidString(q.Text) {
@@ -98,14 +98,10 @@ func (q Query) Normalize() (Query, error) {
 	default:
 		return q, invalid("sort must be one of relevance, newest, price_asc, price_desc, popular")
 	}
-	switch {
-	case q.PageSize < 0:
+	if q.PageSize < 0 {
 		return q, invalid("page_size must not be negative")
-	case q.PageSize == 0:
-		q.PageSize = DefaultPageSize
-	case q.PageSize > MaxPageSize:
-		q.PageSize = MaxPageSize
 	}
+	q.PageSize = paging.Size(q.PageSize)
 	return q, nil
 }
 

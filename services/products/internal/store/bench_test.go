@@ -139,7 +139,7 @@ func seedBench(b *testing.B, n int) *Store {
 					if rng.IntN(4) == 0 {
 						cur = "EUR"
 					}
-					if _, err := ApplyPublication(tx, PublicationPrice{PublicationID: fmt.Sprint(pub), ProductID: id,
+					if _, err := ApplyPublication(tx, product.PublicationPrice{PublicationID: fmt.Sprint(pub), ProductID: id,
 						Price: money.Money{Amount: 500 + rng.Int64N(200000), Currency: cur}, Active: rng.IntN(6) > 0}); err != nil {
 						return err
 					}

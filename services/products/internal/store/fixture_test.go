@@ -99,7 +99,7 @@ func priceMany(t testing.TB, s *store.Store, ls []listing) {
 	t.Helper()
 	err := s.Bolt().Update(func(tx *bolt.Tx) error {
 		for _, l := range ls {
-			_, err := store.ApplyPublication(tx, store.PublicationPrice{
+			_, err := store.ApplyPublication(tx, product.PublicationPrice{
 				PublicationID: l.pub, ProductID: l.productID, Price: money.Money{Amount: l.amount, Currency: l.currency}, Active: l.active,
 			})
 			if err != nil {
@@ -119,7 +119,7 @@ func price(t testing.TB, s *store.Store, productID, pub string, amount int64, cu
 	t.Helper()
 	var known bool
 	err := s.Bolt().Update(func(tx *bolt.Tx) (err error) {
-		known, err = store.ApplyPublication(tx, store.PublicationPrice{
+		known, err = store.ApplyPublication(tx, product.PublicationPrice{
 			PublicationID: pub, ProductID: productID, Price: money.Money{Amount: amount, Currency: currency}, Active: active,
 		})
 		return err

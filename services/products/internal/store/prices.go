@@ -10,20 +10,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/plugins/money"
+	"github.com/marketmesh/marketmesh/services/products/internal/product"
 )
 
-// PublicationPrice is the state of one publication that the catalog cares
-// about: its price and whether it is on sale (active with stock).
-type PublicationPrice struct {
-	PublicationID string
-	ProductID     string
-	Price         money.Money
-	Active        bool
-	// EventID orders updates: a state from an event older than the one
-	// already applied is ignored. Empty to skip the check.
-	EventID string
-}
-
+// pubPrice is a publication price as stored in the pubPrices bucket.
 type pubPrice struct {
 	EventID  string `json:"event_id,omitempty"`
 	Amount   int64  `json:"amount"`
@@ -35,7 +25,7 @@ type pubPrice struct {
 // and recomputes the product's lowest active price per currency and its
 // price index entries. It reports false, changing nothing, when the product
 // does not exist.
-func ApplyPublication(tx *bolt.Tx, pp PublicationPrice) (bool, error) {
+func ApplyPublication(tx *bolt.Tx, pp product.PublicationPrice) (bool, error) {
 	if pp.ProductID == "" || pp.PublicationID == "" || strings.IndexByte(pp.ProductID, 0) >= 0 {
 		return false, nil
 	}

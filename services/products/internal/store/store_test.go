@@ -381,7 +381,7 @@ func TestAStaleEventDoesNotOverrideANewerOne(t *testing.T) {
 	p := create(t, s, spec{name: "Drone"})
 	apply := func(eventID string, amount int64) {
 		err := s.Bolt().Update(func(tx *bolt.Tx) error {
-			_, err := store.ApplyPublication(tx, store.PublicationPrice{PublicationID: "pub", ProductID: p.ID,
+			_, err := store.ApplyPublication(tx, product.PublicationPrice{PublicationID: "pub", ProductID: p.ID,
 				Price: money.Money{Amount: amount, Currency: "USD"}, Active: true, EventID: eventID})
 			return err
 		})

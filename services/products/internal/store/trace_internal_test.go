@@ -34,7 +34,7 @@ func TestDeleteLeavesNoKeyOrValueNamingTheProduct(t *testing.T) {
 		}
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			for i, cur := range []string{"USD", "EUR"} {
-				_, err := ApplyPublication(tx, PublicationPrice{PublicationID: cur, ProductID: p.ID,
+				_, err := ApplyPublication(tx, product.PublicationPrice{PublicationID: cur, ProductID: p.ID,
 					Price: money.Money{Amount: int64(100 + i), Currency: cur}, Active: true})
 				if err != nil {
 					return err

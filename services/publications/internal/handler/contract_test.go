@@ -26,6 +26,7 @@ func TestClientMatchesTheHandler(t *testing.T) {
 		"Reserve": func() error { _, err := c.Reserve(ctx, publicationsrpc.ReserveRequest{}); return err },
 		"Commit":  func() error { _, err := c.Commit(ctx, "r"); return err },
 		"Release": func() error { _, err := c.Release(ctx, "r"); return err },
+		"Restock": func() error { _, err := c.Restock(ctx, "r"); return err },
 	}
 	h := reflect.TypeOf(&handler.Publications{})
 	rpcfake.CheckContract(t, publicationsrpc.Service, "Publications.", &handler.Publications{}, rc, calls)

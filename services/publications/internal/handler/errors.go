@@ -13,6 +13,13 @@ import (
 
 const id = publicationsrpc.Service
 
+// Machine codes (go-micro error Ids) of stock refusals, so the orders
+// service can tell them apart: both are 409.
+const (
+	codeOutOfStock             = "out_of_stock"
+	codePublicationUnavailable = "publication_unavailable"
+)
+
 // errUnavailable marks a dependency that could not answer (the products
 // service): 503, so the caller may retry.
 var errUnavailable = errors.New("unavailable")
@@ -35,6 +42,10 @@ func rpcError(err error) error {
 		return merrors.NotFound(id, "%v", err)
 	case errors.Is(err, publication.ErrForbidden):
 		return merrors.Forbidden(id, "%v", err)
+	case errors.Is(err, publication.ErrOutOfStock):
+		return merrors.New(codeOutOfStock, err.Error(), 409)
+	case errors.Is(err, publication.ErrNotAvailable):
+		return merrors.New(codePublicationUnavailable, err.Error(), 409)
 	case errors.Is(err, publication.ErrConflict):
 		return merrors.Conflict(id, "%v", err)
 	case errors.Is(err, errUnavailable):

@@ -11,8 +11,10 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
 	"github.com/marketmesh/marketmesh/services/publications/internal/store"
 )
@@ -43,7 +45,7 @@ func caller(ctx context.Context) (string, error) {
 	return "", errNoCaller
 }
 
-func toPublication(p store.Publication) publicationsrpc.Publication {
+func toPublication(p publication.Publication) publicationsrpc.Publication {
 	return publicationsrpc.Publication{
 		ID: p.ID, SellerID: p.SellerID, ProductID: p.ProductID, Title: p.Title, Price: p.Price,
 		Quantity: p.Quantity, Reserved: p.Reserved, Condition: p.Condition, Status: p.Status,
@@ -51,8 +53,9 @@ func toPublication(p store.Publication) publicationsrpc.Publication {
 	}
 }
 
-func toReservation(r store.Reservation) publicationsrpc.Reservation {
-	return publicationsrpc.Reservation{ID: r.ID, PublicationID: r.PublicationID, Quantity: r.Quantity, Status: r.Status, ExpiresAt: r.ExpiresAt}
+func toReservation(r publication.Reservation) publicationsrpc.Reservation {
+	return publicationsrpc.Reservation{ID: r.ID, PublicationID: r.PublicationID, Quantity: r.Quantity, Status: r.Status, ExpiresAt: r.ExpiresAt,
+		ProductID: r.ProductID, SellerID: r.SellerID, Title: r.Title, UnitPrice: r.UnitPrice}
 }
 
 // Create lists a product for sale; the caller is the seller and the product
@@ -62,17 +65,14 @@ func (h *Publications) Create(ctx context.Context, req *publicationsrpc.CreateRe
 	if err != nil {
 		return err
 	}
-	in, err := publication.CheckCreate(*req)
+	p, err := publication.New(ulid.Make().String(), seller, publication.Draft{
+		ProductID: req.ProductID, Title: req.Title, Price: req.Price, Quantity: req.Quantity, Condition: req.Condition,
+	}, h.now())
 	if err != nil {
 		return rpcError(err)
 	}
-	if err := checkProduct(ctx, h.products, in.ProductID); err != nil {
+	if err := checkProduct(ctx, h.products, p.ProductID); err != nil {
 		return rpcError(err)
-	}
-	now := h.now()
-	p := store.Publication{
-		ID: ulid.Make().String(), SellerID: seller, ProductID: in.ProductID, Title: in.Title, Price: in.Price,
-		Quantity: in.Quantity, Condition: in.Condition, Status: publicationsrpc.StatusActive, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := h.store.Create(p); err != nil {
 		return rpcError(err)
@@ -121,28 +121,19 @@ func (h *Publications) Update(ctx context.Context, req *publicationsrpc.UpdateRe
 	if err != nil {
 		return err
 	}
-	if err := publication.CheckUpdate(*req); err != nil {
+	if err := publication.CheckID("id", req.ID); err != nil {
+		return rpcError(err)
+	}
+	patch := publication.Patch{Price: req.Price, Quantity: req.Quantity, Status: req.Status}
+	if err := patch.Check(); err != nil { // 422 before 404, 403 or 409
 		return rpcError(err)
 	}
 	now := h.now()
-	p, changed, err := h.store.Update(req.ID, func(p *store.Publication) error {
-		if p.SellerID != seller {
-			return publication.NotOwner(p.ID)
-		}
-		if err := publication.CheckTransition(p.ID, p.Status); err != nil {
+	p, changed, err := h.store.Update(req.ID, func(p *publication.Publication) error {
+		if err := p.CheckOwner(seller); err != nil {
 			return err
 		}
-		if req.Price != nil {
-			p.Price = *req.Price
-		}
-		if req.Quantity != nil {
-			p.Quantity = *req.Quantity
-		}
-		if req.Status != nil {
-			p.Status = *req.Status
-		}
-		p.UpdatedAt = now
-		return nil
+		return p.Apply(patch, now)
 	})
 	if err != nil {
 		return rpcError(err)
@@ -185,10 +176,18 @@ func (h *Publications) Count(ctx context.Context, req *publicationsrpc.CountRequ
 	return nil
 }
 
+// stockCaller is the one service allowed to move stock: its credential
+// (plugins/svcauth) must prove it, whatever the metadata claims.
+const stockCaller = ordersrpc.Service
+
 // Reserve holds stock until ttl_seconds pass; the reservation ID makes it
 // idempotent. Not enough stock, or a publication that is not active, is
-// 409. Stock calls come from the orders service, with or without a caller.
+// 409 (Id out_of_stock or publication_unavailable). Only the orders service
+// may call it, and the stock calls below.
 func (h *Publications) Reserve(ctx context.Context, req *publicationsrpc.ReserveRequest, rsp *publicationsrpc.Reservation) error {
+	if err := svcauth.Require(ctx, id, "Publications.Reserve", stockCaller); err != nil {
+		return err
+	}
 	if err := publication.CheckReserve(*req, int64(h.maxTTL/time.Second)); err != nil {
 		return rpcError(err)
 	}
@@ -204,16 +203,26 @@ func (h *Publications) Reserve(ctx context.Context, req *publicationsrpc.Reserve
 // Commit turns a held reservation into a sale (idempotent); released or
 // expired reservations are 409.
 func (h *Publications) Commit(ctx context.Context, req *publicationsrpc.ReservationRequest, rsp *publicationsrpc.Reservation) error {
-	return h.settle(req, rsp, h.store.Commit)
+	return h.settle(ctx, "Publications.Commit", req, rsp, h.store.Commit)
 }
 
 // Release returns a held reservation's units (idempotent, also after it
 // expired); a committed reservation is 409.
 func (h *Publications) Release(ctx context.Context, req *publicationsrpc.ReservationRequest, rsp *publicationsrpc.Reservation) error {
-	return h.settle(req, rsp, h.store.Release)
+	return h.settle(ctx, "Publications.Release", req, rsp, h.store.Release)
 }
 
-func (h *Publications) settle(req *publicationsrpc.ReservationRequest, rsp *publicationsrpc.Reservation, act func(string, time.Time) (store.Reservation, error)) error {
+// Restock puts a committed reservation's units back on sale (an order
+// cancelled after payment); idempotent. Held, released or expired
+// reservations are 409.
+func (h *Publications) Restock(ctx context.Context, req *publicationsrpc.ReservationRequest, rsp *publicationsrpc.Reservation) error {
+	return h.settle(ctx, "Publications.Restock", req, rsp, h.store.Restock)
+}
+
+func (h *Publications) settle(ctx context.Context, endpoint string, req *publicationsrpc.ReservationRequest, rsp *publicationsrpc.Reservation, act func(string, time.Time) (publication.Reservation, error)) error {
+	if err := svcauth.Require(ctx, id, endpoint, stockCaller); err != nil {
+		return err
+	}
 	if err := publication.CheckID("reservation_id", req.ReservationID); err != nil {
 		return rpcError(err)
 	}

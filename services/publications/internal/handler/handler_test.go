@@ -16,11 +16,13 @@ import (
 	merrors "go-micro.dev/v4/errors"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
 	"github.com/marketmesh/marketmesh/services/publications/internal/store"
 )
@@ -67,6 +69,10 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func as(uid string) context.Context { return rpcmeta.WithCaller(context.Background(), uid) }
+
+// fromOrders is a call proven (plugins/svcauth) to come from the orders
+// service, the only caller the stock endpoints accept.
+func fromOrders() context.Context { return svcauth.WithCaller(context.Background(), ordersrpc.Service) }
 
 func ptr[T any](v T) *T { return &v }
 
@@ -455,13 +461,13 @@ func TestFiftyBuyersForTenUnits(t *testing.T) {
 	for i := range 50 {
 		wg.Go(func() {
 			<-start
-			_, err := f.reserve(as(fmt.Sprintf("buyer-%d", i)), fmt.Sprintf("order-%d", i), p.ID, 1, 600)
+			_, err := f.reserve(svcauth.WithCaller(as(fmt.Sprintf("buyer-%d", i)), ordersrpc.Service), fmt.Sprintf("order-%d", i), p.ID, 1, 600)
 			if err == nil {
 				held.Add(1)
 				return
 			}
 			var me *merrors.Error
-			if errors.As(err, &me) && me.Code == 409 && strings.Contains(me.Detail, "out of stock: 0 available") {
+			if errors.As(err, &me) && me.Code == 409 && me.Id == "out_of_stock" && strings.Contains(me.Detail, "out of stock: 0 available") {
 				outOfStock.Add(1)
 				return
 			}
@@ -504,7 +510,7 @@ func TestFiftyBuyersForTenUnits(t *testing.T) {
 		if got := f.get(t, p.ID); got.Quantity != 3 || got.Reserved != 7 {
 			t.Fatalf("after 3 releases: quantity %d reserved %d, want 3 and 7", got.Quantity, got.Reserved)
 		}
-		if _, err := f.reserve(context.Background(), "late-buyer", p.ID, 3, 60); err != nil {
+		if _, err := f.reserve(fromOrders(), "late-buyer", p.ID, 3, 60); err != nil {
 			t.Fatalf("the released units cannot be reserved: %v", err)
 		}
 		if got := f.get(t, p.ID); got.Quantity != 0 || got.Reserved != 10 {
@@ -513,16 +519,25 @@ func TestFiftyBuyersForTenUnits(t *testing.T) {
 	})
 }
 
-func (f *fixture) commit(id string) (publicationsrpc.Reservation, error) {
+// settleEndpoint is one of the handler's reservation endpoints (Commit,
+// Release, Restock) as a method value.
+type settleEndpoint = func(context.Context, *publicationsrpc.ReservationRequest, *publicationsrpc.Reservation) error
+
+// settle calls endpoint for reservation id as the orders service.
+func settle(endpoint settleEndpoint, id string) (publicationsrpc.Reservation, error) {
 	var r publicationsrpc.Reservation
-	err := f.h.Commit(context.Background(), &publicationsrpc.ReservationRequest{ReservationID: id}, &r)
+	err := endpoint(fromOrders(), &publicationsrpc.ReservationRequest{ReservationID: id}, &r)
 	return r, err
 }
 
+func (f *fixture) commit(id string) (publicationsrpc.Reservation, error) {
+	return settle(f.h.Commit, id)
+}
 func (f *fixture) release(id string) (publicationsrpc.Reservation, error) {
-	var r publicationsrpc.Reservation
-	err := f.h.Release(context.Background(), &publicationsrpc.ReservationRequest{ReservationID: id}, &r)
-	return r, err
+	return settle(f.h.Release, id)
+}
+func (f *fixture) restock(id string) (publicationsrpc.Reservation, error) {
+	return settle(f.h.Restock, id)
 }
 
 func TestReserve(t *testing.T) {
@@ -532,36 +547,44 @@ func TestReserve(t *testing.T) {
 	if err := f.h.Update(as("seller"), &publicationsrpc.UpdateRequest{ID: paused.ID, Status: ptr("paused")}, &publicationsrpc.Publication{}); err != nil {
 		t.Fatal(err)
 	}
+	closed := f.create(t, "seller", createReq("Closed lamp", 100, 4))
+	if err := f.h.Update(as("seller"), &publicationsrpc.UpdateRequest{ID: closed.ID, Status: ptr("closed")}, &publicationsrpc.Publication{}); err != nil {
+		t.Fatal(err)
+	}
+	const service = publicationsrpc.Service
 	tests := []struct {
 		name        string
 		id, pub     string
 		qty, ttl    int64
 		code        int32
+		errID       string // the go-micro error Id: the machine code of a stock refusal
 		detail      string
 		wantQty     int64
 		wantHeldQty int64
 	}{
-		{"a ttl over the maximum is 422", "r1", p.ID, 1, int64(maxTTL/time.Second) + 1, 422, "ttl_seconds", 4, 0},
-		{"a zero ttl is 422", "r1", p.ID, 1, 0, 422, "ttl_seconds", 4, 0},
-		{"a zero quantity is 422", "r1", p.ID, 0, 60, 422, "quantity", 4, 0},
-		{"a missing reservation ID is 422", "", p.ID, 1, 60, 422, "reservation_id", 4, 0},
-		{"an unknown publication is 404", "r1", "01HNOPE", 1, 60, 404, "publication 01HNOPE not found", 4, 0},
-		{"a paused publication is 409", "r1", paused.ID, 1, 60, 409, "not available", 4, 0},
-		{"more than available is 409 saying how many are", "r1", p.ID, 5, 60, 409, "out of stock: 4 available", 4, 0},
-		{"a valid hold", "r1", p.ID, 3, 60, 0, "", 1, 3},
-		{"the same reservation again holds nothing more", "r1", p.ID, 3, 60, 0, "", 1, 3},
-		{"the same ID with other terms is 409", "r1", p.ID, 1, 60, 409, "already exists", 1, 3},
+		{"a ttl over the maximum is 422", "r1", p.ID, 1, int64(maxTTL/time.Second) + 1, 422, service, "ttl_seconds", 4, 0},
+		{"a zero ttl is 422", "r1", p.ID, 1, 0, 422, service, "ttl_seconds", 4, 0},
+		{"a zero quantity is 422", "r1", p.ID, 0, 60, 422, service, "quantity", 4, 0},
+		{"a missing reservation ID is 422", "", p.ID, 1, 60, 422, service, "reservation_id", 4, 0},
+		{"an unknown publication is 404", "r1", "01HNOPE", 1, 60, 404, service, "publication 01HNOPE not found", 4, 0},
+		{"a paused publication is 409 publication_unavailable", "r1", paused.ID, 1, 60, 409, "publication_unavailable", "not available", 4, 0},
+		{"a closed publication is 409 publication_unavailable", "r1", closed.ID, 1, 60, 409, "publication_unavailable", "not available", 4, 0},
+		{"more than available is 409 out_of_stock saying how many are", "r1", p.ID, 5, 60, 409, "out_of_stock", "out of stock: 4 available", 4, 0},
+		{"a valid hold", "r1", p.ID, 3, 60, 0, "", "", 1, 3},
+		{"the same reservation again holds nothing more", "r1", p.ID, 3, 60, 0, "", "", 1, 3},
+		{"the same ID with other terms is a plain 409", "r1", p.ID, 1, 60, 409, service, "already exists", 1, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := f.reserve(context.Background(), tt.id, tt.pub, tt.qty, tt.ttl)
+			r, err := f.reserve(fromOrders(), tt.id, tt.pub, tt.qty, tt.ttl)
 			if tt.code != 0 {
-				me := microErr(t, err, tt.code)
+				me := rpcfake.RequireCode(t, err, tt.errID, tt.code)
 				if !strings.Contains(me.Detail, tt.detail) {
 					t.Errorf("detail %q does not say %q", me.Detail, tt.detail)
 				}
-			} else if err != nil || r.ID != tt.id || r.Status != "held" || r.Quantity != tt.qty || r.PublicationID != tt.pub {
-				t.Fatalf("Reserve = %+v, %v", r, err)
+			} else if err != nil || r.ID != tt.id || r.Status != "held" || r.Quantity != tt.qty || r.PublicationID != tt.pub ||
+				r.ProductID != p.ProductID || r.SellerID != p.SellerID || r.Title != p.Title || r.UnitPrice != p.Price {
+				t.Fatalf("Reserve = %+v, %v, want a held reservation with the snapshot of %+v", r, err, p)
 			}
 			if got := f.get(t, p.ID); got.Quantity != tt.wantQty || got.Reserved != tt.wantHeldQty {
 				t.Fatalf("quantity %d reserved %d, want %d and %d", got.Quantity, got.Reserved, tt.wantQty, tt.wantHeldQty)
@@ -569,57 +592,61 @@ func TestReserve(t *testing.T) {
 		})
 	}
 	t.Run("a replay answers the first reservation exactly", func(t *testing.T) {
-		a, err1 := f.reserve(context.Background(), "r1", p.ID, 3, 600)
-		b, err2 := f.reserve(context.Background(), "r1", p.ID, 3, 5)
+		a, err1 := f.reserve(fromOrders(), "r1", p.ID, 3, 600)
+		b, err2 := f.reserve(fromOrders(), "r1", p.ID, 3, 5)
 		if err1 != nil || err2 != nil || a != b {
 			t.Fatalf("%+v %v / %+v %v", a, err1, b, err2)
 		}
 	})
 }
 
-func TestCommitAndRelease(t *testing.T) {
+func TestCommitReleaseAndRestock(t *testing.T) {
 	f := newFixture(t)
 	now := time.Now().UTC()
 	handler.SetNow(f.h, func() time.Time { return now })
 	p := f.create(t, "seller", createReq("Lamp", 100, 10))
-	for _, id := range []string{"to-commit", "to-release", "to-expire"} {
-		if _, err := f.reserve(context.Background(), id, p.ID, 2, 60); err != nil {
+	for _, id := range []string{"to-commit", "to-release", "to-expire", "held"} {
+		if _, err := f.reserve(fromOrders(), id, p.ID, 2, 60); err != nil {
 			t.Fatal(err)
 		}
 	}
-	type call struct {
+	commit, release, restock := f.commit, f.release, f.restock
+	calls := []struct {
 		name    string
-		commit  bool
+		act     func(string) (publicationsrpc.Reservation, error)
 		id      string
 		advance time.Duration
 		code    int32
 		status  string
 		qty     int64
 		held    int64
-	}
-	calls := []call{
-		{"commit of a held reservation sells it", true, "to-commit", 0, 0, "committed", 4, 4},
-		{"commit again answers the same", true, "to-commit", 0, 0, "committed", 4, 4},
-		{"release of a committed reservation is 409", false, "to-commit", 0, 409, "", 4, 4},
-		{"release of a held reservation returns the units", false, "to-release", 0, 0, "released", 6, 2},
-		{"release again answers the same", false, "to-release", 0, 0, "released", 6, 2},
-		{"commit of a released reservation is 409", true, "to-release", 0, 409, "", 6, 2},
-		{"commit once its time is up is 409 and releases it", true, "to-expire", time.Minute, 409, "", 8, 0},
-		{"release of an expired reservation answers expired", false, "to-expire", 0, 0, "expired", 8, 0},
-		{"commit of an unknown reservation is 404", true, "nope", 0, 404, "", 8, 0},
-		{"release of an unknown reservation is 404", false, "nope", 0, 404, "", 8, 0},
-		{"commit without an ID is 422", true, "", 0, 422, "", 8, 0},
+	}{
+		{"restock of a held reservation is 409", restock, "to-commit", 0, 409, "", 2, 8},
+		{"commit of a held reservation sells it", commit, "to-commit", 0, 0, "committed", 2, 6},
+		{"commit again answers the same", commit, "to-commit", 0, 0, "committed", 2, 6},
+		{"release of a committed reservation is 409", release, "to-commit", 0, 409, "", 2, 6},
+		{"release of a held reservation returns the units", release, "to-release", 0, 0, "released", 4, 4},
+		{"release again answers the same", release, "to-release", 0, 0, "released", 4, 4},
+		{"commit of a released reservation is 409", commit, "to-release", 0, 409, "", 4, 4},
+		{"restock of a released reservation is 409", restock, "to-release", 0, 409, "", 4, 4},
+		{"restock of a committed reservation puts its units back", restock, "to-commit", 0, 0, "restocked", 6, 4},
+		{"restock again answers the same and adds nothing", restock, "to-commit", 0, 0, "restocked", 6, 4},
+		{"commit after a restock is 409", commit, "to-commit", 0, 409, "", 6, 4},
+		{"release after a restock is 409", release, "to-commit", 0, 409, "", 6, 4},
+		{"commit once its time is up is 409 and releases it", commit, "to-expire", time.Minute, 409, "", 8, 2},
+		{"release of an expired reservation answers expired", release, "to-expire", 0, 0, "expired", 8, 2},
+		{"restock of an expired reservation is 409", restock, "to-expire", 0, 409, "", 8, 2},
+		{"restock once its time is up is 409 and releases it", restock, "held", 0, 409, "", 10, 0},
+		{"commit of an unknown reservation is 404", commit, "nope", 0, 404, "", 10, 0},
+		{"release of an unknown reservation is 404", release, "nope", 0, 404, "", 10, 0},
+		{"restock of an unknown reservation is 404", restock, "nope", 0, 404, "", 10, 0},
+		{"commit without an ID is 422", commit, "", 0, 422, "", 10, 0},
+		{"restock without an ID is 422", restock, "", 0, 422, "", 10, 0},
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
 			now = now.Add(c.advance)
-			var r publicationsrpc.Reservation
-			var err error
-			if c.commit {
-				r, err = f.commit(c.id)
-			} else {
-				r, err = f.release(c.id)
-			}
+			r, err := c.act(c.id)
 			if c.code != 0 {
 				microErr(t, err, c.code)
 			} else if err != nil || r.Status != c.status || r.ID != c.id {
@@ -632,17 +659,135 @@ func TestCommitAndRelease(t *testing.T) {
 	}
 }
 
+// TestStockEndpointsAreForTheOrdersServiceOnly calls each stock endpoint as
+// everyone but the proven orders service: each is 403 naming the endpoint,
+// and no stock, reservation or event changes.
+func TestStockEndpointsAreForTheOrdersServiceOnly(t *testing.T) {
+	f := newFixture(t)
+	p := f.create(t, "seller", createReq("Lamp", 100, 10))
+	if _, err := f.reserve(fromOrders(), "held", p.ID, 2, 600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reserve(fromOrders(), "sold", p.ID, 3, 600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.commit("sold"); err != nil {
+		t.Fatal(err)
+	}
+	before, events, notified := f.get(t, p.ID), len(f.outbox(t)), f.relay.n.Load()
+	callers := map[string]context.Context{
+		"no caller":                     context.Background(),
+		"another service":               svcauth.WithCaller(context.Background(), "marketmesh.api"),
+		"a user":                        as("buyer-1"),
+		"a user claiming to be orders":  as(ordersrpc.Service),
+		"a user beside another service": svcauth.WithCaller(as("buyer-1"), "marketmesh.api"),
+	}
+	endpoints := map[string]func(context.Context) error{
+		"Publications.Reserve": func(ctx context.Context) error {
+			_, err := f.reserve(ctx, "new", p.ID, 1, 60)
+			return err
+		},
+		"Publications.Commit": func(ctx context.Context) error {
+			return f.h.Commit(ctx, &publicationsrpc.ReservationRequest{ReservationID: "held"}, &publicationsrpc.Reservation{})
+		},
+		"Publications.Release": func(ctx context.Context) error {
+			return f.h.Release(ctx, &publicationsrpc.ReservationRequest{ReservationID: "held"}, &publicationsrpc.Reservation{})
+		},
+		"Publications.Restock": func(ctx context.Context) error {
+			return f.h.Restock(ctx, &publicationsrpc.ReservationRequest{ReservationID: "sold"}, &publicationsrpc.Reservation{})
+		},
+	}
+	for endpoint, call := range endpoints {
+		for who, ctx := range callers {
+			t.Run(endpoint+" by "+who+" is 403", func(t *testing.T) {
+				me := microErr(t, call(ctx), 403)
+				if !strings.Contains(me.Detail, endpoint) || !strings.Contains(me.Detail, ordersrpc.Service) {
+					t.Errorf("detail %q does not name %s and %s", me.Detail, endpoint, ordersrpc.Service)
+				}
+			})
+		}
+	}
+	if got := f.get(t, p.ID); got != before {
+		t.Errorf("publication changed to %+v, want %+v", got, before)
+	}
+	if _, err := f.store.GetReservation("new"); err == nil {
+		t.Error("a refused Reserve stored a reservation")
+	}
+	for id, status := range map[string]string{"held": "held", "sold": "committed"} {
+		if r, err := f.store.GetReservation(id); err != nil || r.Status != status {
+			t.Errorf("%s = %+v, %v, want %s", id, r, err, status)
+		}
+	}
+	if n := len(f.outbox(t)); n != events || f.relay.n.Load() != notified {
+		t.Errorf("refused calls wrote %d events and notified %d times", n-events, f.relay.n.Load()-notified)
+	}
+}
+
+// TestRestockAnnouncesThePublication checks a restock through the handler
+// like every other stock change: one publication.changed with the quantity
+// back, the relay woken, and the answer carrying the snapshot taken when the
+// stock was reserved, whatever the publication says now.
+func TestRestockAnnouncesThePublication(t *testing.T) {
+	f := newFixture(t)
+	p := f.create(t, "seller-1", createReq("Lamp", 100, 10))
+	if _, err := f.reserve(fromOrders(), "order-1", p.ID, 3, 600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.commit("order-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.h.Update(as("seller-1"), &publicationsrpc.UpdateRequest{ID: p.ID, Price: ptr(usd(250))}, &publicationsrpc.Publication{}); err != nil {
+		t.Fatal(err)
+	}
+	events, notified := len(f.outbox(t)), f.relay.n.Load()
+	r, err := f.restock("order-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := publicationsrpc.Reservation{ID: "order-1", PublicationID: p.ID, Quantity: 3, Status: publicationsrpc.ReservationRestocked, ExpiresAt: r.ExpiresAt,
+		ProductID: "prod-1", SellerID: "seller-1", Title: "Lamp", UnitPrice: usd(100)}
+	if r != want {
+		t.Errorf("Restock = %+v, want %+v", r, want)
+	}
+	evs := f.outbox(t)
+	if len(evs) != events+1 || evs[len(evs)-1].Topic != publicationsrpc.TopicPublicationChanged {
+		t.Fatalf("outbox = %+v, want one more %s", evs, publicationsrpc.TopicPublicationChanged)
+	}
+	var pc publicationsrpc.PublicationChanged
+	if err := evs[len(evs)-1].Decode(&pc); err != nil {
+		t.Fatal(err)
+	}
+	if wantPC := (publicationsrpc.PublicationChanged{PublicationID: p.ID, ProductID: "prod-1", SellerID: "seller-1", Price: usd(250), Quantity: 10, Status: "active"}); pc != wantPC {
+		t.Errorf("payload = %+v, want %+v", pc, wantPC)
+	}
+	if f.relay.n.Load() == notified {
+		t.Error("the relay was not woken")
+	}
+	t.Run("restocking again writes no event", func(t *testing.T) {
+		again, err := f.restock("order-1")
+		if err != nil || again != r {
+			t.Fatalf("Restock again = %+v, %v, want %+v", again, err, r)
+		}
+		if n := len(f.outbox(t)); n != events+1 {
+			t.Errorf("%d events, want %d", n, events+1)
+		}
+		if got := f.get(t, p.ID); got.Quantity != 10 || got.Reserved != 0 {
+			t.Errorf("quantity %d reserved %d, want 10 and 0", got.Quantity, got.Reserved)
+		}
+	})
+}
+
 // TestSweeperReleasesExpiredReservations runs the real sweeper on the real
 // clock: reservations of 1 s are released by it and their units return.
 func TestSweeperReleasesExpiredReservations(t *testing.T) {
 	f := newFixture(t)
 	p := f.create(t, "seller", createReq("Lamp", 100, 5))
 	for _, id := range []string{"short-1", "short-2"} {
-		if _, err := f.reserve(context.Background(), id, p.ID, 2, 1); err != nil {
+		if _, err := f.reserve(fromOrders(), id, p.ID, 2, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := f.reserve(context.Background(), "long", p.ID, 1, 600); err != nil {
+	if _, err := f.reserve(fromOrders(), "long", p.ID, 1, 600); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.get(t, p.ID); got.Quantity != 0 || got.Reserved != 5 {
@@ -691,7 +836,7 @@ func TestSweeperReleasesExpiredReservations(t *testing.T) {
 func TestSweepReturnsHowManyItExpired(t *testing.T) {
 	f := newFixture(t)
 	p := f.create(t, "seller", createReq("Lamp", 100, 3))
-	if _, err := f.reserve(context.Background(), "r", p.ID, 3, 1); err != nil {
+	if _, err := f.reserve(fromOrders(), "r", p.ID, 3, 1); err != nil {
 		t.Fatal(err)
 	}
 	w := handler.NewSweeper(f.store, f.relay, time.Hour)

@@ -1,18 +1,21 @@
-// Package publication holds the publications domain: validation rules, the
-// status and reservation state machines, and the errors the handler maps to
-// RPC statuses. It imports neither go-micro nor bbolt.
+// Package publication holds the publications domain: the Publication and
+// Reservation entities and the rules they guard (validation, who may change
+// a publication, the status and reservation state machines, stock), and the
+// errors the handler maps to RPC statuses. It imports neither go-micro nor
+// bbolt.
 package publication
 
 import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/money"
-
+	"github.com/marketmesh/marketmesh/plugins/paging"
 	"github.com/marketmesh/marketmesh/plugins/validate"
 )
 
@@ -86,8 +89,6 @@ const (
 	MaxQuantity = 1_000_000
 	MaxIDs      = 100 // per GetMany
 	MaxIDLength = 128
-	MaxPageSize = 100
-	DefPageSize = 20
 	MaxQuery    = 200 // runes of a search query
 )
 
@@ -161,8 +162,25 @@ func CheckStatus(field, s string) error {
 	return invalid("%s must be one of active, paused, closed", field)
 }
 
-// New is a validated CreateRequest.
-type New struct {
+// Publication is a seller's listing of a product. ID, SellerID, ProductID
+// and Title never change once created; Quantity is the units available to
+// buy and Reserved the units held by reservations.
+type Publication struct {
+	ID        string
+	SellerID  string
+	ProductID string
+	Title     string
+	Price     money.Money
+	Quantity  int64
+	Reserved  int64
+	Condition string
+	Status    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Draft is what a seller provides to list a product.
+type Draft struct {
 	ProductID string
 	Title     string
 	Price     money.Money
@@ -170,58 +188,91 @@ type New struct {
 	Condition string
 }
 
-// CheckCreate validates a new publication.
-func CheckCreate(r publicationsrpc.CreateRequest) (New, error) {
-	if err := CheckID("product_id", r.ProductID); err != nil {
-		return New{}, err
+// New validates d and returns the active publication it describes, listed
+// by seller. The title is trimmed.
+func New(id, seller string, d Draft, now time.Time) (Publication, error) {
+	if seller == "" {
+		return Publication{}, invalid("seller is required")
 	}
-	title, err := CleanTitle(r.Title)
+	if err := CheckID("product_id", d.ProductID); err != nil {
+		return Publication{}, err
+	}
+	title, err := CleanTitle(d.Title)
 	if err != nil {
-		return New{}, err
+		return Publication{}, err
 	}
-	if err := CheckPrice("price", r.Price); err != nil {
-		return New{}, err
+	if err := CheckPrice("price", d.Price); err != nil {
+		return Publication{}, err
 	}
-	if err := CheckQuantity(r.Quantity); err != nil {
-		return New{}, err
+	if err := CheckQuantity(d.Quantity); err != nil {
+		return Publication{}, err
 	}
-	if err := CheckCondition(r.Condition); err != nil {
-		return New{}, err
+	if err := CheckCondition(d.Condition); err != nil {
+		return Publication{}, err
 	}
-	return New{ProductID: r.ProductID, Title: title, Price: r.Price, Quantity: r.Quantity, Condition: r.Condition}, nil
+	return Publication{
+		ID: id, SellerID: seller, ProductID: d.ProductID, Title: title, Price: d.Price, Quantity: d.Quantity,
+		Condition: d.Condition, Status: publicationsrpc.StatusActive, CreatedAt: now, UpdatedAt: now,
+	}, nil
 }
 
-// CheckUpdate validates the fields an update sets.
-func CheckUpdate(r publicationsrpc.UpdateRequest) error {
-	if err := CheckID("id", r.ID); err != nil {
-		return err
-	}
-	if r.Price != nil {
-		if err := CheckPrice("price", *r.Price); err != nil {
+// Patch changes some of a publication's price, quantity (the available
+// units; held reservations are not affected) and status; nil fields stay as
+// they are.
+type Patch struct {
+	Price    *money.Money
+	Quantity *int64
+	Status   *string
+}
+
+// Check validates the fields ch sets, whatever publication it is applied to.
+func (ch Patch) Check() error {
+	if ch.Price != nil {
+		if err := CheckPrice("price", *ch.Price); err != nil {
 			return err
 		}
 	}
-	if r.Quantity != nil {
-		if err := CheckQuantity(*r.Quantity); err != nil {
+	if ch.Quantity != nil {
+		if err := CheckQuantity(*ch.Quantity); err != nil {
 			return err
 		}
 	}
-	if r.Status != nil {
-		if err := CheckStatus("status", *r.Status); err != nil {
+	if ch.Status != nil {
+		if err := CheckStatus("status", *ch.Status); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// CheckTransition says whether a publication in status from may be changed
-// (to status to, or in price or quantity when to == from). Closed is final:
-// a closed publication takes no change at all (409), even "closed" again.
-// Active and paused move freely between each other and to closed.
-func CheckTransition(id, from string) error {
-	if from == publicationsrpc.StatusClosed {
-		return Closed(id)
+// CheckOwner allows only the seller to change the publication.
+func (p Publication) CheckOwner(caller string) error {
+	if caller == "" || caller != p.SellerID {
+		return NotOwner(p.ID)
 	}
+	return nil
+}
+
+// Apply applies ch, all of it or none. Closed is final: a closed
+// publication takes no change at all (409), even "closed" again. Active and
+// paused move freely between each other and to closed.
+func (p *Publication) Apply(ch Patch, now time.Time) error {
+	if p.Status == publicationsrpc.StatusClosed {
+		return Closed(p.ID)
+	}
+	if err := ch.Check(); err != nil {
+		return err
+	}
+	if ch.Price != nil {
+		p.Price = *ch.Price
+	}
+	if ch.Quantity != nil {
+		p.Quantity = *ch.Quantity
+	}
+	if ch.Status != nil {
+		p.Status = *ch.Status
+	}
+	p.UpdatedAt = now
 	return nil
 }
 
@@ -243,7 +294,8 @@ type Search struct {
 func (s Search) HasPriceRange() bool { return s.MinPrice != nil || s.MaxPrice != nil }
 
 // CheckSearch validates and fills in defaults: Currency USD, Sort relevance
-// with a query and newest without, PageSize 20 (at most 100).
+// with a query and newest without, PageSize by paging.Size (20 when unset,
+// at most 100).
 func CheckSearch(r publicationsrpc.SearchRequest) (Search, error) {
 	s := Search{
 		Text: strings.TrimSpace(r.Query), ProductID: r.ProductID, SellerID: r.SellerID, Status: r.Status,
@@ -297,14 +349,10 @@ func CheckSearch(r publicationsrpc.SearchRequest) (Search, error) {
 	default:
 		return Search{}, invalid("sort must be one of relevance, newest, price_asc, price_desc")
 	}
-	switch {
-	case s.PageSize < 0:
+	if s.PageSize < 0 {
 		return Search{}, invalid("page_size must not be negative")
-	case s.PageSize == 0:
-		s.PageSize = DefPageSize
-	case s.PageSize > MaxPageSize:
-		s.PageSize = MaxPageSize
 	}
+	s.PageSize = paging.Size(s.PageSize)
 	return s, nil
 }
 

@@ -14,3 +14,11 @@ func FailAfterEvent(s *Store, err error) {
 
 // CountSearchReads makes every search report how many publications it read.
 func CountSearchReads(s *Store, f func(int)) { s.searchReads = f }
+
+// PublicationRecord is a publications bucket value, for tests that read the
+// file directly.
+type PublicationRecord = publicationRecord
+
+// ReservationRecord is a reservations bucket value, for tests that read the
+// file directly.
+type ReservationRecord = reservationRecord

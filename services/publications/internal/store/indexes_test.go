@@ -21,7 +21,7 @@ func checkIndexes(t *testing.T, s *store.Store) {
 	join := func(parts ...string) []byte { return []byte(strings.Join(parts, "\x00")) }
 	err := s.Bolt().View(func(tx *bolt.Tx) error {
 		err := tx.Bucket([]byte("publications")).ForEach(func(_, v []byte) error {
-			var p store.Publication
+			var p store.PublicationRecord
 			if err := json.Unmarshal(v, &p); err != nil {
 				return err
 			}
@@ -38,7 +38,7 @@ func checkIndexes(t *testing.T, s *store.Store) {
 			return err
 		}
 		err = tx.Bucket([]byte("reservations")).ForEach(func(_, v []byte) error {
-			var r store.Reservation
+			var r store.ReservationRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return err
 			}

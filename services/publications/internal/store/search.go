@@ -44,7 +44,7 @@ var ErrBadPageToken = errors.New("page_token is not valid")
 //
 // Price sorts order by amount within a currency: Currency first, then the
 // other currencies in code order (a price range keeps only Currency).
-func (s *Store) Search(q publication.Search) ([]Publication, string, error) {
+func (s *Store) Search(q publication.Search) ([]publication.Publication, string, error) {
 	o := order{sort: q.Sort, cur: q.Currency}
 	var tok *pageToken
 	if q.PageToken != "" {
@@ -78,7 +78,7 @@ func (s *Store) Search(q publication.Search) ([]Publication, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	out := make([]Publication, len(page))
+	out := make([]publication.Publication, len(page))
 	for i, it := range page {
 		out[i] = it.p
 	}
@@ -87,7 +87,7 @@ func (s *Store) Search(q publication.Search) ([]Publication, string, error) {
 
 // item is a matching publication and, in text searches, how it matched.
 type item struct {
-	p       Publication
+	p       publication.Publication
 	matched int
 	score   float64
 }
@@ -169,7 +169,7 @@ func (pg *pager) full() bool { return len(pg.items) > pg.size }
 
 // match checks the filters that did not drive the query (checking the one
 // that did again is harmless).
-func (pg *pager) match(p Publication) bool {
+func (pg *pager) match(p publication.Publication) bool {
 	q := pg.q
 	switch {
 	case q.ProductID != "" && p.ProductID != q.ProductID,
@@ -283,7 +283,7 @@ func (pg *pager) sorted(items []item) error {
 }
 
 // load reads a publication and reports whether it matches the filters.
-func (pg *pager) load(id string) (Publication, bool, error) {
+func (pg *pager) load(id string) (publication.Publication, bool, error) {
 	pg.reads++
 	p, err := getPublication(pg.tx, id)
 	if err != nil {

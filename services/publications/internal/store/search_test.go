@@ -22,7 +22,7 @@ func mustSearch(t *testing.T, r publicationsrpc.SearchRequest) publication.Searc
 	return q
 }
 
-func idsOf(ps []store.Publication) []string {
+func idsOf(ps []publication.Publication) []string {
 	out := make([]string, len(ps))
 	for i, p := range ps {
 		out[i] = p.ID

@@ -9,12 +9,14 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
+	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
 )
 
-// Reservation is stored held stock.
-type Reservation struct {
+// reservationRecord is a reservation as stored in the reservations bucket
+// (JSON); its fields are publication.Reservation's, so each converts to the
+// other.
+type reservationRecord struct {
 	ID            string    `json:"id"`
 	PublicationID string    `json:"publication_id"`
 	Quantity      int64     `json:"quantity"`
@@ -22,11 +24,11 @@ type Reservation struct {
 	ExpiresAt     time.Time `json:"expires_at"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
-}
-
-// expired reports whether a held reservation's time is up at now.
-func (r Reservation) expired(now time.Time) bool {
-	return r.Status == publicationsrpc.ReservationHeld && !now.Before(r.ExpiresAt)
+	// The snapshot (empty in reservations stored before it was kept).
+	ProductID string      `json:"product_id,omitempty"`
+	SellerID  string      `json:"seller_id,omitempty"`
+	Title     string      `json:"title,omitempty"`
+	UnitPrice money.Money `json:"unit_price,omitzero"`
 }
 
 // Reserve holds quantity units of a publication for ttl, in one
@@ -40,19 +42,19 @@ func (r Reservation) expired(now time.Time) bool {
 //     units available (ErrOutOfStock, which names how many are);
 //   - the units move from Quantity to Reserved, the reservation is stored
 //     held and indexed by expiry, and publication.changed is appended.
-func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Duration, now time.Time) (Reservation, error) {
-	var r Reservation
+func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Duration, now time.Time) (publication.Reservation, error) {
+	var r publication.Reservation
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		existing, found, err := getReservation(tx, id)
 		if err != nil {
 			return err
 		}
 		if found {
-			if existing.PublicationID != publicationID || existing.Quantity != quantity {
-				return publication.ReservationMismatch(id)
+			if err := existing.CheckTerms(publicationID, quantity); err != nil {
+				return err
 			}
 			r = existing
-			if r.expired(now) {
+			if r.Expired(now) {
 				r, err = s.settle(tx, r, publication.Expire, now)
 			}
 			return err
@@ -61,16 +63,10 @@ func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Durat
 		if err != nil {
 			return err
 		}
-		stock := publication.Stock{Quantity: p.Quantity, Reserved: p.Reserved}
-		if err := stock.Hold(p.ID, p.Status, quantity); err != nil {
+		if r, err = p.Reserve(id, quantity, ttl, now); err != nil {
 			return err
 		}
-		p.Quantity, p.Reserved, p.UpdatedAt = stock.Quantity, stock.Reserved, now
-		r = Reservation{
-			ID: id, PublicationID: publicationID, Quantity: quantity, Status: publicationsrpc.ReservationHeld,
-			ExpiresAt: now.Add(ttl), CreatedAt: now, UpdatedAt: now,
-		}
-		if err := putJSON(tx.Bucket(reservationsBucket), []byte(id), r); err != nil {
+		if err := putReservation(tx, r); err != nil {
 			return err
 		}
 		if err := tx.Bucket(byExpiry).Put(expiryKey(r.ExpiresAt.UnixNano(), id), nil); err != nil {
@@ -82,7 +78,7 @@ func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Durat
 		return s.changed(tx, p)
 	})
 	if err != nil {
-		return Reservation{}, err
+		return publication.Reservation{}, err
 	}
 	return r, nil
 }
@@ -91,19 +87,26 @@ func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Durat
 // Committing again returns the same reservation. A released or expired
 // reservation is ErrReservationState; so is a held one whose time is up,
 // which is expired (units back) in the same, committed, transaction.
-func (s *Store) Commit(id string, now time.Time) (Reservation, error) {
+func (s *Store) Commit(id string, now time.Time) (publication.Reservation, error) {
 	return s.act(id, publication.Commit, now)
+}
+
+// Restock puts a committed reservation's sold units back to Quantity (an
+// order cancelled after payment). Restocking again returns the same
+// reservation; a held, released or expired one is ErrReservationState.
+func (s *Store) Restock(id string, now time.Time) (publication.Reservation, error) {
+	return s.act(id, publication.Restock, now)
 }
 
 // Release returns a held reservation's units to Quantity. Releasing a
 // released or expired reservation returns it unchanged; a committed one is
 // ErrReservationState.
-func (s *Store) Release(id string, now time.Time) (Reservation, error) {
+func (s *Store) Release(id string, now time.Time) (publication.Reservation, error) {
 	return s.act(id, publication.Release, now)
 }
 
-func (s *Store) act(id string, a publication.Action, now time.Time) (Reservation, error) {
-	var r Reservation
+func (s *Store) act(id string, a publication.Action, now time.Time) (publication.Reservation, error) {
+	var r publication.Reservation
 	var outcome error // an answer for the caller that must not roll the transaction back
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var found bool
@@ -114,7 +117,7 @@ func (s *Store) act(id string, a publication.Action, now time.Time) (Reservation
 		if !found {
 			return publication.NotFound("reservation", id)
 		}
-		if r.expired(now) {
+		if r.Expired(now) {
 			// Its time is up: expire it first, whatever was asked. A commit
 			// then fails (below) but the expiry stands.
 			if r, err = s.settle(tx, r, publication.Expire, now); err != nil {
@@ -130,44 +133,39 @@ func (s *Store) act(id string, a publication.Action, now time.Time) (Reservation
 		return err
 	})
 	if err != nil {
-		return Reservation{}, err
+		return publication.Reservation{}, err
 	}
 	if outcome != nil {
-		return Reservation{}, outcome
+		return publication.Reservation{}, outcome
 	}
 	return r, nil
 }
 
-// settle applies action a to r in tx: the status changes by
-// publication.Transition and, if the hold ended, the publication's stock is
-// settled, the expiry index entry removed and publication.changed appended
-// when the available quantity changed.
-func (s *Store) settle(tx *bolt.Tx, r Reservation, a publication.Action, now time.Time) (Reservation, error) {
-	to, changed, err := publication.Transition(r.ID, r.Status, a)
-	if err != nil || !changed {
-		return r, err
+// settle applies action a to r in tx (Reservation.Act) and, if the hold
+// ended, settles the publication's stock, removes the expiry index entry
+// and appends publication.changed when the available quantity changed.
+func (s *Store) settle(tx *bolt.Tx, r publication.Reservation, a publication.Action, now time.Time) (publication.Reservation, error) {
+	if changed, err := r.Act(a, now); err != nil || !changed {
+		return r, err // unchanged
 	}
 	p, err := getPublication(tx, r.PublicationID)
 	if err != nil {
 		return r, fmt.Errorf("reservation %s: %w", r.ID, err)
 	}
-	stock := publication.Stock{Quantity: p.Quantity, Reserved: p.Reserved}
-	if err := stock.Settle(to, r.Quantity); err != nil {
-		return r, fmt.Errorf("publication %s: %w", p.ID, err)
+	available := p.Quantity
+	if err := p.Settle(r, now); err != nil {
+		return r, err
 	}
 	if err := tx.Bucket(byExpiry).Delete(expiryKey(r.ExpiresAt.UnixNano(), r.ID)); err != nil {
 		return r, err
 	}
-	r.Status, r.UpdatedAt = to, now
-	if err := putJSON(tx.Bucket(reservationsBucket), []byte(r.ID), r); err != nil {
+	if err := putReservation(tx, r); err != nil {
 		return r, err
 	}
-	quantityChanged := stock.Quantity != p.Quantity
-	p.Quantity, p.Reserved, p.UpdatedAt = stock.Quantity, stock.Reserved, now
 	if err := putPublication(tx, p); err != nil {
 		return r, err
 	}
-	if quantityChanged {
+	if p.Quantity != available {
 		return r, s.changed(tx, p)
 	}
 	return r, nil
@@ -194,7 +192,7 @@ func (s *Store) ExpireDue(now time.Time, limit int) (int, error) {
 			if err != nil {
 				return err
 			}
-			if !found || !r.expired(now) {
+			if !found || !r.Expired(now) {
 				// A stale entry (never written by this code): drop it
 				// rather than stop every future sweep on it.
 				if err := tx.Bucket(byExpiry).Delete(k); err != nil {
@@ -213,8 +211,8 @@ func (s *Store) ExpireDue(now time.Time, limit int) (int, error) {
 }
 
 // GetReservation returns the reservation with id as stored.
-func (s *Store) GetReservation(id string) (Reservation, error) {
-	var r Reservation
+func (s *Store) GetReservation(id string) (publication.Reservation, error) {
+	var r publication.Reservation
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var found bool
 		var err error
@@ -227,11 +225,16 @@ func (s *Store) GetReservation(id string) (Reservation, error) {
 	return r, err
 }
 
-func getReservation(tx *bolt.Tx, id string) (Reservation, bool, error) {
-	var r Reservation
+func getReservation(tx *bolt.Tx, id string) (publication.Reservation, bool, error) {
+	var rec reservationRecord
 	raw := tx.Bucket(reservationsBucket).Get([]byte(id))
 	if raw == nil {
-		return r, false, nil
+		return publication.Reservation{}, false, nil
 	}
-	return r, true, json.Unmarshal(raw, &r)
+	err := json.Unmarshal(raw, &rec)
+	return publication.Reservation(rec), true, err
+}
+
+func putReservation(tx *bolt.Tx, r publication.Reservation) error {
+	return putJSON(tx.Bucket(reservationsBucket), []byte(r.ID), reservationRecord(r))
 }

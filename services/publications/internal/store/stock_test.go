@@ -1,8 +1,10 @@
 package store_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
+	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
 	"github.com/marketmesh/marketmesh/services/publications/internal/store"
 )
@@ -78,7 +81,7 @@ func TestReserveRules(t *testing.T) {
 	if got := stockOf(t, s, active.ID); got != (publication.Stock{Quantity: 0, Reserved: 3}) {
 		t.Errorf("stock = %+v, want 0 available and 3 reserved (held once)", got)
 	}
-	for _, p := range []store.Publication{paused, closed} {
+	for _, p := range []publication.Publication{paused, closed} {
 		if got := stockOf(t, s, p.ID); got != (publication.Stock{Quantity: 3}) {
 			t.Errorf("stock of %s = %+v, want untouched", p.Status, got)
 		}
@@ -122,7 +125,7 @@ func TestCommitAndReleaseStateMachine(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, st := range tt.steps {
-				var r store.Reservation
+				var r publication.Reservation
 				var err error
 				switch st.action {
 				case "commit":
@@ -153,7 +156,7 @@ func TestCommitAndReleaseStateMachine(t *testing.T) {
 	}
 	t.Run("an unknown reservation is not found", func(t *testing.T) {
 		s := newStore(t)
-		for _, act := range []func(string, time.Time) (store.Reservation, error){s.Commit, s.Release} {
+		for _, act := range []func(string, time.Time) (publication.Reservation, error){s.Commit, s.Release, s.Restock} {
 			if _, err := act("nope", t0); !errors.Is(err, publication.ErrNotFound) {
 				t.Fatalf("err = %v, want ErrNotFound", err)
 			}
@@ -291,4 +294,203 @@ func TestConcurrentReservationsNeverOversell(t *testing.T) {
 		t.Fatalf("%d held reservations stored, %d in the expiry index, want 10", held, expiryEntries(t, s))
 	}
 	checkIndexes(t, s)
+}
+
+// TestRestockRoundTrip runs a committed reservation back onto the shelf on a
+// real bbolt file: the units return once, however often it is asked, and the
+// reservation keeps the snapshot it was taken with across a reopen.
+func TestRestockRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "publications.db")
+	s, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	p := mustCreate(t, s, spec{seller: "seller-1", product: "prod-1", title: "Brass lamp", amount: 2599, qty: 10})
+	snapshot := publication.Reservation{ProductID: "prod-1", SellerID: "seller-1", Title: "Brass lamp", UnitPrice: money.Money{Amount: 2599, Currency: "USD"}}
+	withSnapshot := func(t *testing.T, r publication.Reservation) {
+		t.Helper()
+		got := publication.Reservation{ProductID: r.ProductID, SellerID: r.SellerID, Title: r.Title, UnitPrice: r.UnitPrice}
+		if got != snapshot {
+			t.Errorf("snapshot of %s = %+v, want %+v", r.ID, got, snapshot)
+		}
+	}
+	expectStock := func(t *testing.T, want publication.Stock) {
+		t.Helper()
+		if got := stockOf(t, s, p.ID); got != want {
+			t.Fatalf("stock = %+v, want %+v", got, want)
+		}
+	}
+
+	r, err := s.Reserve("order-1", p.ID, 3, time.Minute, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withSnapshot(t, r)
+	expectStock(t, publication.Stock{Quantity: 7, Reserved: 3})
+	// A later price change does not touch the reservation.
+	if _, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Price.Amount = 9999; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = s.Commit("order-1", t0.Add(time.Second)); err != nil || r.Status != publicationsrpc.ReservationCommitted {
+		t.Fatalf("Commit = %+v, %v", r, err)
+	}
+	withSnapshot(t, r)
+	expectStock(t, publication.Stock{Quantity: 7})
+
+	events := len(outbox(t, s))
+	restocked, err := s.Restock("order-1", t0.Add(2*time.Second))
+	if err != nil || restocked.Status != publicationsrpc.ReservationRestocked || restocked.Quantity != 3 || !restocked.UpdatedAt.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("Restock = %+v, %v", restocked, err)
+	}
+	withSnapshot(t, restocked)
+	expectStock(t, publication.Stock{Quantity: 10})
+	evs := outbox(t, s)
+	if len(evs) != events+1 {
+		t.Fatalf("restock wrote %d events, want 1", len(evs)-events)
+	}
+	if got, want := payload(t, evs[len(evs)-1]), changedOf(mustGet(t, s, p.ID)); got != want || got.Quantity != 10 {
+		t.Errorf("payload %+v, want %+v", got, want)
+	}
+
+	t.Run("restocking again answers the same and adds nothing", func(t *testing.T) {
+		again, err := s.Restock("order-1", t0.Add(time.Hour))
+		if err != nil || again != restocked {
+			t.Fatalf("Restock again = %+v, %v, want %+v", again, err, restocked)
+		}
+		expectStock(t, publication.Stock{Quantity: 10})
+		if n := len(outbox(t, s)); n != events+1 {
+			t.Errorf("%d events, want no new one", n-events-1)
+		}
+	})
+	t.Run("commit and release after a restock are conflicts", func(t *testing.T) {
+		for name, act := range map[string]func(string, time.Time) (publication.Reservation, error){"commit": s.Commit, "release": s.Release} {
+			if _, err := act("order-1", t0.Add(time.Hour)); !errors.Is(err, publication.ErrReservationState) {
+				t.Errorf("%s = %v, want ErrReservationState", name, err)
+			}
+		}
+		expectStock(t, publication.Stock{Quantity: 10})
+	})
+	t.Run("a held, released or expired reservation cannot be restocked and nothing changes", func(t *testing.T) {
+		for id, ttl := range map[string]time.Duration{"held": 10 * time.Minute, "released": time.Minute, "expired": time.Minute} {
+			if _, err := s.Reserve(id, p.ID, 2, ttl, t0.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Release("released", t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.ExpireDue(t0.Add(time.Hour+time.Minute), 100); n != 1 || err != nil {
+			t.Fatalf("ExpireDue = %d, %v, want 1", n, err)
+		}
+		before := stockOf(t, s, p.ID)
+		events := len(outbox(t, s))
+		at := t0.Add(time.Hour + time.Minute)
+		for _, id := range []string{"held", "released", "expired"} {
+			was, _ := s.GetReservation(id)
+			_, err := s.Restock(id, at)
+			if !errors.Is(err, publication.ErrReservationState) || !errors.Is(err, publication.ErrConflict) {
+				t.Errorf("Restock(%s) = %v, want ErrReservationState (a conflict)", id, err)
+			}
+			if now, _ := s.GetReservation(id); now != was {
+				t.Errorf("%s changed to %+v", id, now)
+			}
+		}
+		if got := stockOf(t, s, p.ID); got != before {
+			t.Errorf("stock = %+v, want %+v", got, before)
+		}
+		if n := len(outbox(t, s)); n != events {
+			t.Errorf("refused restocks wrote %d events", n-events)
+		}
+	})
+	t.Run("a held one whose time is up is expired, not restocked", func(t *testing.T) {
+		if _, err := s.Reserve("late", p.ID, 1, time.Minute, t0.Add(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		before := stockOf(t, s, p.ID)
+		if _, err := s.Restock("late", t0.Add(3*time.Hour)); !errors.Is(err, publication.ErrReservationState) {
+			t.Fatalf("Restock = %v, want ErrReservationState", err)
+		}
+		if r, _ := s.GetReservation("late"); r.Status != publicationsrpc.ReservationExpired {
+			t.Errorf("reservation = %+v, want expired", r)
+		}
+		if got, want := stockOf(t, s, p.ID), (publication.Stock{Quantity: before.Quantity + 1, Reserved: before.Reserved - 1}); got != want {
+			t.Errorf("stock = %+v, want %+v (the expiry's units back, no more)", got, want)
+		}
+	})
+	t.Run("a failing restock rolls back with its event", func(t *testing.T) {
+		if _, err := s.Reserve("order-2", p.ID, 2, time.Minute, t0.Add(4*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Commit("order-2", t0.Add(4*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		before, events := stockOf(t, s, p.ID), len(outbox(t, s))
+		boom := errors.New("disk on fire")
+		store.FailAfterEvent(s, boom)
+		_, err := s.Restock("order-2", t0.Add(4*time.Hour))
+		store.FailAfterEvent(s, nil)
+		if !errors.Is(err, boom) {
+			t.Fatalf("Restock = %v, want %v", err, boom)
+		}
+		if r, _ := s.GetReservation("order-2"); r.Status != publicationsrpc.ReservationCommitted {
+			t.Errorf("reservation = %+v, want still committed", r)
+		}
+		if got := stockOf(t, s, p.ID); got != before {
+			t.Errorf("stock = %+v, want %+v", got, before)
+		}
+		if n := len(outbox(t, s)); n != events {
+			t.Errorf("outbox has %d events, want %d", n, events)
+		}
+	})
+	checkIndexes(t, s)
+
+	t.Run("the snapshot survives reopening the file", func(t *testing.T) {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if s, err = store.Open(path); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetReservation("order-1")
+		if err != nil || got != restocked {
+			t.Fatalf("after reopen: %+v, %v, want %+v", got, err, restocked)
+		}
+		var rec store.ReservationRecord
+		err = s.Bolt().View(func(tx *bolt.Tx) error {
+			return json.Unmarshal(tx.Bucket([]byte("reservations")).Get([]byte("order-1")), &rec)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.ProductID != "prod-1" || rec.SellerID != "seller-1" || rec.Title != "Brass lamp" || rec.UnitPrice != snapshot.UnitPrice {
+			t.Errorf("stored record = %+v", rec)
+		}
+		expectStock(t, publication.Stock{Quantity: 6, Reserved: 2}) // "held" and the sold "order-2"
+	})
+}
+
+func TestAReservationStoredBeforeSnapshotsStillSettles(t *testing.T) {
+	s := newStore(t)
+	p := mustCreate(t, s, spec{seller: "s", qty: 4})
+	old := publication.Reservation{ID: "old", PublicationID: p.ID, Quantity: 1, Status: publicationsrpc.ReservationCommitted, ExpiresAt: t0, CreatedAt: t0, UpdatedAt: t0}
+	raw, err := json.Marshal(store.ReservationRecord(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"product_id", "seller_id", "title", "unit_price"} {
+		if strings.Contains(string(raw), field) {
+			t.Errorf("an empty snapshot is stored with %s: %s", field, raw)
+		}
+	}
+	if err := s.Bolt().Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("reservations")).Put([]byte("old"), raw) }); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Restock("old", t0.Add(time.Minute))
+	if err != nil || r.Status != publicationsrpc.ReservationRestocked || r.ProductID != "" || r.UnitPrice != (money.Money{}) {
+		t.Fatalf("Restock = %+v, %v", r, err)
+	}
+	if got := stockOf(t, s, p.ID); got != (publication.Stock{Quantity: 5}) {
+		t.Errorf("stock = %+v, want 5 available", got)
+	}
 }

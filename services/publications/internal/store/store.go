@@ -47,8 +47,10 @@ func (s *Store) Check(context.Context) error {
 	return boltdb.CheckBucket(s.db, publicationsBucket)
 }
 
-// Publication is a stored publication.
-type Publication struct {
+// publicationRecord is a publication as stored in the publications bucket
+// (JSON); its fields are publication.Publication's, so each converts to the
+// other.
+type publicationRecord struct {
 	ID        string      `json:"id"`
 	SellerID  string      `json:"seller_id"`
 	ProductID string      `json:"product_id"`
@@ -63,7 +65,7 @@ type Publication struct {
 }
 
 // changed appends publication.changed with p's state to the outbox in tx.
-func (s *Store) changed(tx *bolt.Tx, p Publication) error {
+func (s *Store) changed(tx *bolt.Tx, p publication.Publication) error {
 	_, err := events.Append(tx, publicationsrpc.Service, publicationsrpc.TopicPublicationChanged, publicationsrpc.PublicationChanged{
 		PublicationID: p.ID, ProductID: p.ProductID, SellerID: p.SellerID,
 		Price: p.Price, Quantity: p.Quantity, Status: p.Status,
@@ -79,13 +81,12 @@ func (s *Store) changed(tx *bolt.Tx, p Publication) error {
 
 // Create stores a new publication with its indexes and its
 // publication.changed event, in one transaction.
-func (s *Store) Create(p Publication) error {
+func (s *Store) Create(p publication.Publication) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(publicationsBucket)
-		if b.Get([]byte(p.ID)) != nil {
+		if tx.Bucket(publicationsBucket).Get([]byte(p.ID)) != nil {
 			return fmt.Errorf("store: publication %s exists", p.ID)
 		}
-		if err := putJSON(b, []byte(p.ID), p); err != nil {
+		if err := putPublication(tx, p); err != nil {
 			return err
 		}
 		for _, ix := range []struct {
@@ -110,8 +111,8 @@ func (s *Store) Create(p Publication) error {
 }
 
 // Get returns the publication with id.
-func (s *Store) Get(id string) (Publication, error) {
-	var p Publication
+func (s *Store) Get(id string) (publication.Publication, error) {
+	var p publication.Publication
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		p, err = getPublication(tx, id)
@@ -122,8 +123,8 @@ func (s *Store) Get(id string) (Publication, error) {
 
 // GetMany returns the publications of ids that exist, in the order asked,
 // each once.
-func (s *Store) GetMany(ids []string) ([]Publication, error) {
-	out := make([]Publication, 0, len(ids))
+func (s *Store) GetMany(ids []string) ([]publication.Publication, error) {
+	out := make([]publication.Publication, 0, len(ids))
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(publicationsBucket)
 		seen := make(map[string]bool, len(ids))
@@ -136,8 +137,8 @@ func (s *Store) GetMany(ids []string) ([]Publication, error) {
 			if raw == nil {
 				continue
 			}
-			var p Publication
-			if err := json.Unmarshal(raw, &p); err != nil {
+			p, err := decodePublication(raw)
+			if err != nil {
 				return err
 			}
 			out = append(out, p)
@@ -147,11 +148,11 @@ func (s *Store) GetMany(ids []string) ([]Publication, error) {
 	return out, err
 }
 
-// Update loads the publication, lets fn check and change it, and saves it
-// with its indexes, in one transaction. Only price, quantity and status may
-// change; if any did, publication.changed is appended in the same
-// transaction and changed is true.
-func (s *Store) Update(id string, fn func(*Publication) error) (p Publication, changed bool, err error) {
+// Update loads the publication, lets fn decide (check and change it), and
+// saves it with its indexes, in one transaction. Only price, quantity and
+// status may change; if any did, publication.changed is appended in the
+// same transaction and changed is true.
+func (s *Store) Update(id string, fn func(*publication.Publication) error) (p publication.Publication, changed bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		old, err := getPublication(tx, id)
 		if err != nil {
@@ -172,20 +173,20 @@ func (s *Store) Update(id string, fn func(*Publication) error) (p Publication, c
 		if err := reindex(tx, old, p); err != nil {
 			return err
 		}
-		if err := putJSON(tx.Bucket(publicationsBucket), []byte(p.ID), p); err != nil {
+		if err := putPublication(tx, p); err != nil {
 			return err
 		}
 		return s.changed(tx, p)
 	})
 	if err != nil {
-		return Publication{}, false, err
+		return publication.Publication{}, false, err
 	}
 	return p, changed, nil
 }
 
 // reindex moves the status and price index entries of a publication that
 // changed from old to p.
-func reindex(tx *bolt.Tx, old, p Publication) error {
+func reindex(tx *bolt.Tx, old, p publication.Publication) error {
 	if old.Status != p.Status {
 		ss, st := tx.Bucket(bySellerStatus), tx.Bucket(byStatus)
 		if err := ss.Delete(boltdb.Key(old.SellerID, old.Status, old.ID)); err != nil {
@@ -231,18 +232,24 @@ func (s *Store) CountBySeller(sellerID, status string) (int64, error) {
 	return n, err
 }
 
-func getPublication(tx *bolt.Tx, id string) (Publication, error) {
-	var p Publication
+func getPublication(tx *bolt.Tx, id string) (publication.Publication, error) {
 	raw := tx.Bucket(publicationsBucket).Get([]byte(id))
 	if raw == nil {
-		return p, publication.NotFound("publication", id)
+		return publication.Publication{}, publication.NotFound("publication", id)
 	}
-	// json.Unmarshal copies out of the mmap'd value before the tx ends.
-	return p, json.Unmarshal(raw, &p)
+	return decodePublication(raw)
 }
 
-func putPublication(tx *bolt.Tx, p Publication) error {
-	return putJSON(tx.Bucket(publicationsBucket), []byte(p.ID), p)
+// decodePublication decodes a publications bucket value; json.Unmarshal
+// copies out of the mmap'd value before the tx ends.
+func decodePublication(raw []byte) (publication.Publication, error) {
+	var rec publicationRecord
+	err := json.Unmarshal(raw, &rec)
+	return publication.Publication(rec), err
+}
+
+func putPublication(tx *bolt.Tx, p publication.Publication) error {
+	return putJSON(tx.Bucket(publicationsBucket), []byte(p.ID), publicationRecord(p))
 }
 
 func putJSON(b *bolt.Bucket, key []byte, v any) error {

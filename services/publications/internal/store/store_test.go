@@ -40,7 +40,7 @@ type spec struct {
 	status                 string
 }
 
-func newPub(sp spec) store.Publication {
+func newPub(sp spec) publication.Publication {
 	if sp.currency == "" {
 		sp.currency = "USD"
 	}
@@ -53,14 +53,14 @@ func newPub(sp spec) store.Publication {
 	if sp.title == "" {
 		sp.title = "Thing"
 	}
-	return store.Publication{
+	return publication.Publication{
 		ID: ulid.Make().String(), SellerID: sp.seller, ProductID: sp.product, Title: sp.title,
 		Price: money.Money{Amount: sp.amount, Currency: sp.currency}, Quantity: sp.qty,
 		Condition: "new", Status: sp.status, CreatedAt: t0, UpdatedAt: t0,
 	}
 }
 
-func mustCreate(t *testing.T, s *store.Store, sp spec) store.Publication {
+func mustCreate(t *testing.T, s *store.Store, sp spec) publication.Publication {
 	t.Helper()
 	p := newPub(sp)
 	if err := s.Create(p); err != nil {
@@ -100,12 +100,12 @@ func payload(t *testing.T, ev events.Event) publicationsrpc.PublicationChanged {
 	return pc
 }
 
-func changedOf(p store.Publication) publicationsrpc.PublicationChanged {
+func changedOf(p publication.Publication) publicationsrpc.PublicationChanged {
 	return publicationsrpc.PublicationChanged{PublicationID: p.ID, ProductID: p.ProductID, SellerID: p.SellerID,
 		Price: p.Price, Quantity: p.Quantity, Status: p.Status}
 }
 
-func mustGet(t *testing.T, s *store.Store, id string) store.Publication {
+func mustGet(t *testing.T, s *store.Store, id string) publication.Publication {
 	t.Helper()
 	p, err := s.Get(id)
 	if err != nil {
@@ -158,23 +158,23 @@ func TestEveryStateChangeWritesOnePublicationChangedEvent(t *testing.T) {
 	}{
 		{"create", func() error { return nil }, 1},
 		{"a price change", func() error {
-			_, _, err := s.Update(p.ID, func(p *store.Publication) error { p.Price.Amount = 600; return nil })
+			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Price.Amount = 600; return nil })
 			return err
 		}, 1},
 		{"an update that changes nothing", func() error {
-			_, _, err := s.Update(p.ID, func(p *store.Publication) error { p.Price.Amount = 600; return nil })
+			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Price.Amount = 600; return nil })
 			return err
 		}, 0},
 		{"a quantity change", func() error {
-			_, _, err := s.Update(p.ID, func(p *store.Publication) error { p.Quantity = 4; return nil })
+			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Quantity = 4; return nil })
 			return err
 		}, 1},
 		{"a status change", func() error {
-			_, _, err := s.Update(p.ID, func(p *store.Publication) error { p.Status = "paused"; return nil })
+			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Status = "paused"; return nil })
 			return err
 		}, 1},
 		{"a status change back", func() error {
-			_, _, err := s.Update(p.ID, func(p *store.Publication) error { p.Status = "active"; return nil })
+			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Status = "active"; return nil })
 			return err
 		}, 1},
 		{"a reservation", func() error { _, err := s.Reserve("r1", p.ID, 2, time.Minute, t0); return err }, 1},
@@ -193,6 +193,8 @@ func TestEveryStateChangeWritesOnePublicationChangedEvent(t *testing.T) {
 			}
 			return err
 		}, 2},
+		{"a restock of the committed reservation", func() error { _, err := s.Restock("r1", t0); return err }, 1},
+		{"a repeated restock", func() error { _, err := s.Restock("r1", t0); return err }, 0},
 	}
 	seen := 0
 	for _, st := range steps {
@@ -231,7 +233,7 @@ func TestAFailingWriteLeavesNoEventAndNoChange(t *testing.T) {
 	}{
 		{"create", func() error { return s.Create(fresh) }},
 		{"update", func() error {
-			_, _, err := s.Update(p.ID, func(p *store.Publication) error { p.Price.Amount = 1; p.Status = "paused"; return nil })
+			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Price.Amount = 1; p.Status = "paused"; return nil })
 			return err
 		}},
 		{"reserve", func() error { _, err := s.Reserve("r1", p.ID, 1, time.Minute, t0); return err }},
@@ -278,7 +280,7 @@ func TestAFailingWriteLeavesNoEventAndNoChange(t *testing.T) {
 func TestUpdateKeepsIndexesInStep(t *testing.T) {
 	s := newStore(t)
 	p := mustCreate(t, s, spec{seller: "s1", product: "x", amount: 500, qty: 5})
-	if _, _, err := s.Update(p.ID, func(p *store.Publication) error {
+	if _, _, err := s.Update(p.ID, func(p *publication.Publication) error {
 		p.Status = "paused"
 		p.Price = money.Money{Amount: 700, Currency: "EUR"}
 		return nil
@@ -322,7 +324,7 @@ func TestUpdateKeepsIndexesInStep(t *testing.T) {
 
 func TestUpdateOfAMissingPublicationIsNotFound(t *testing.T) {
 	s := newStore(t)
-	_, _, err := s.Update("nope", func(*store.Publication) error { return nil })
+	_, _, err := s.Update("nope", func(*publication.Publication) error { return nil })
 	if !errors.Is(err, publication.ErrNotFound) || !strings.Contains(err.Error(), "publication nope not found") {
 		t.Fatalf("err = %v", err)
 	}

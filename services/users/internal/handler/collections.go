@@ -6,9 +6,12 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
-	"github.com/marketmesh/marketmesh/services/users/internal/store"
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
 )
+
+func toWishlistItem(e user.WishlistEntry) usersrpc.WishlistItem {
+	return usersrpc.WishlistItem{PublicationID: e.PublicationID, AddedAt: e.AddedAt}
+}
 
 // ListWishlist returns a page of the caller's wishlist.
 func (h *Users) ListWishlist(ctx context.Context, req *usersrpc.PageRequest, rsp *usersrpc.WishlistPage) error {
@@ -16,13 +19,13 @@ func (h *Users) ListWishlist(ctx context.Context, req *usersrpc.PageRequest, rsp
 	if err != nil {
 		return err
 	}
-	entries, next, err := h.store.ListWishlist(uid, pageSize(req.PageSize), req.PageToken)
+	entries, next, err := h.store.ListWishlist(uid, user.PageSize(req.PageSize), req.PageToken)
 	if err != nil {
 		return rpcError(err, "")
 	}
 	rsp.Items = make([]usersrpc.WishlistItem, len(entries))
 	for i, e := range entries {
-		rsp.Items[i] = usersrpc.WishlistItem{PublicationID: e.PublicationID, AddedAt: e.AddedAt}
+		rsp.Items[i] = toWishlistItem(e)
 	}
 	rsp.NextPageToken = next
 	return nil
@@ -41,7 +44,7 @@ func (h *Users) AddWishlist(ctx context.Context, req *usersrpc.WishlistRequest, 
 	if err != nil {
 		return rpcError(err, "")
 	}
-	*rsp = usersrpc.WishlistAdded{Item: usersrpc.WishlistItem{PublicationID: e.PublicationID, AddedAt: e.AddedAt}, Created: created}
+	*rsp = usersrpc.WishlistAdded{Item: toWishlistItem(e), Created: created}
 	return nil
 }
 
@@ -54,8 +57,8 @@ func (h *Users) RemoveWishlist(ctx context.Context, req *usersrpc.WishlistReques
 	return rpcError(h.store.RemoveWishlist(uid, req.PublicationID), "publication "+req.PublicationID+" is not in the wishlist")
 }
 
-func toBankAccount(r store.BankRecord) usersrpc.BankAccount {
-	return usersrpc.BankAccount{ID: r.ID, Holder: r.Holder, Bank: r.Bank, AccountNumber: "****" + r.Last4, Currency: r.Currency, CreatedAt: r.CreatedAt}
+func toBankAccount(a user.BankAccount) usersrpc.BankAccount {
+	return usersrpc.BankAccount{ID: a.ID, Holder: a.Holder, Bank: a.Bank, AccountNumber: a.MaskedNumber(), Currency: a.Currency, CreatedAt: a.CreatedAt}
 }
 
 // ListBankAccounts returns the caller's accounts, masked.
@@ -64,13 +67,13 @@ func (h *Users) ListBankAccounts(ctx context.Context, req *usersrpc.PageRequest,
 	if err != nil {
 		return err
 	}
-	recs, next, err := h.store.ListBankAccounts(uid, pageSize(req.PageSize), req.PageToken)
+	accts, next, err := h.store.ListBankAccounts(uid, user.PageSize(req.PageSize), req.PageToken)
 	if err != nil {
 		return rpcError(err, "")
 	}
-	rsp.Items = make([]usersrpc.BankAccount, len(recs))
-	for i, r := range recs {
-		rsp.Items[i] = toBankAccount(r)
+	rsp.Items = make([]usersrpc.BankAccount, len(accts))
+	for i, a := range accts {
+		rsp.Items[i] = toBankAccount(a)
 	}
 	rsp.NextPageToken = next
 	return nil
@@ -83,19 +86,15 @@ func (h *Users) AddBankAccount(ctx context.Context, req *usersrpc.AddBankAccount
 	if err != nil {
 		return err
 	}
-	in, err := user.NewBankAccount(req.Holder, req.Bank, req.AccountNumber, req.Currency)
+	draft := user.BankAccountDraft{Holder: req.Holder, Bank: req.Bank, AccountNumber: req.AccountNumber, Currency: req.Currency}
+	acct, err := user.NewBankAccount(ulid.Make().String(), uid, draft, h.now(), h.sealer)
 	if err != nil {
 		return rpcError(err, "")
 	}
-	rec := store.BankRecord{ID: ulid.Make().String(), Holder: in.Holder, Bank: in.Bank, Currency: in.Currency, CreatedAt: h.now()}
-	rec.Last4 = user.Mask(in.AccountNumber)[4:]
-	if rec.SealedNumber, err = h.sealer.Seal([]byte(in.AccountNumber), []byte(uid+"/"+rec.ID)); err != nil {
+	if err := h.store.AddBankAccount(uid, acct); err != nil {
 		return rpcError(err, "")
 	}
-	if err := h.store.AddBankAccount(uid, rec); err != nil {
-		return rpcError(err, "")
-	}
-	*rsp = toBankAccount(rec)
+	*rsp = toBankAccount(acct)
 	return nil
 }
 
@@ -109,8 +108,8 @@ func (h *Users) RemoveBankAccount(ctx context.Context, req *usersrpc.IDRequest, 
 	return rpcError(h.store.RemoveBankAccount(uid, req.ID), "bank account "+req.ID+" not found")
 }
 
-func toDevice(r store.DeviceRecord) usersrpc.Device {
-	return usersrpc.Device{Token: r.Token, Platform: r.Platform, CreatedAt: r.CreatedAt}
+func toDevice(d user.Device) usersrpc.Device {
+	return usersrpc.Device{Token: d.Token, Platform: d.Platform, CreatedAt: d.CreatedAt}
 }
 
 // ListDevices returns the caller's push devices.
@@ -119,13 +118,13 @@ func (h *Users) ListDevices(ctx context.Context, req *usersrpc.PageRequest, rsp 
 	if err != nil {
 		return err
 	}
-	recs, next, err := h.store.ListDevices(uid, pageSize(req.PageSize), req.PageToken)
+	devs, next, err := h.store.ListDevices(uid, user.PageSize(req.PageSize), req.PageToken)
 	if err != nil {
 		return rpcError(err, "")
 	}
-	rsp.Items = make([]usersrpc.Device, len(recs))
-	for i, r := range recs {
-		rsp.Items[i] = toDevice(r)
+	rsp.Items = make([]usersrpc.Device, len(devs))
+	for i, d := range devs {
+		rsp.Items[i] = toDevice(d)
 	}
 	rsp.NextPageToken = next
 	return nil
@@ -137,14 +136,15 @@ func (h *Users) AddDevice(ctx context.Context, req *usersrpc.AddDeviceRequest, r
 	if err != nil {
 		return err
 	}
-	if err := user.CheckDevice(req.Token, req.Platform); err != nil {
-		return rpcError(err, "")
-	}
-	rec, created, err := h.store.AddDevice(uid, store.DeviceRecord{Token: req.Token, Platform: req.Platform, CreatedAt: h.now()})
+	dev, err := user.NewDevice(req.Token, req.Platform, h.now())
 	if err != nil {
 		return rpcError(err, "")
 	}
-	*rsp = usersrpc.DeviceAdded{Device: toDevice(rec), Created: created}
+	dev, created, err := h.store.AddDevice(uid, dev)
+	if err != nil {
+		return rpcError(err, "")
+	}
+	*rsp = usersrpc.DeviceAdded{Device: toDevice(dev), Created: created}
 	return nil
 }
 
@@ -177,7 +177,7 @@ func (h *Users) SetPreferences(ctx context.Context, req *usersrpc.Preferences, r
 	if err != nil {
 		return err
 	}
-	if err := h.store.SetPreferences(uid, store.Preferences{Email: req.Email, Push: req.Push}); err != nil {
+	if err := h.store.SetPreferences(uid, user.Preferences{Email: req.Email, Push: req.Push}); err != nil {
 		return rpcError(err, "")
 	}
 	*rsp = *req

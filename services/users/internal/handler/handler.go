@@ -5,6 +5,7 @@ package handler
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -41,72 +42,49 @@ func caller(ctx context.Context) (string, error) {
 	return "", errNoCaller
 }
 
-func pageSize(n int) int {
-	switch {
-	case n <= 0:
-		return 20
-	case n > 100:
-		return 100
-	}
-	return n
-}
+func notFound(id string) string { return "user " + id + " not found" }
 
-func toUser(r store.UserRecord) usersrpc.User {
-	return usersrpc.User{ID: r.ID, Email: r.Email, Name: r.Name, Phone: r.Phone, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+func toUser(u user.User) usersrpc.User {
+	return usersrpc.User{ID: u.ID, Email: u.Email, Name: u.Name, Phone: u.Phone, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
 // Register creates an account and emits user.registered in the same transaction.
 func (h *Users) Register(ctx context.Context, req *usersrpc.RegisterRequest, rsp *usersrpc.User) error {
-	email, err := user.NormalizeEmail(req.Email)
+	u, err := user.New(ulid.Make().String(), user.Draft{Email: req.Email, Name: req.Name, Password: req.Password}, h.now())
 	if err != nil {
 		return rpcError(err, "")
 	}
-	name, err := user.CleanText("name", req.Name, user.MaxName)
-	if err != nil {
-		return rpcError(err, "")
-	}
-	if err := user.CheckPassword(req.Password); err != nil {
-		return rpcError(err, "")
-	}
-	hash, err := user.HashPassword(req.Password)
-	if err != nil {
-		return rpcError(err, "")
-	}
-	now := h.now()
-	rec := store.UserRecord{ID: ulid.Make().String(), Email: email, Name: name, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
-	err = h.store.CreateUser(rec, func(tx *bolt.Tx) error {
+	err = h.store.CreateUser(u, func(tx *bolt.Tx) error {
 		_, err := events.Append(tx, usersrpc.Service, usersrpc.TopicUserRegistered,
-			usersrpc.UserRegistered{UserID: rec.ID, Email: rec.Email, Name: rec.Name})
+			usersrpc.UserRegistered{UserID: u.ID, Email: u.Email, Name: u.Name})
 		return err
 	})
 	if err != nil {
 		return rpcError(err, "")
 	}
 	h.relay.Notify()
-	*rsp = toUser(rec)
+	*rsp = toUser(u)
 	return nil
 }
 
 // Authenticate checks credentials; an unknown email and a wrong password
 // give the same answer after the same work.
 func (h *Users) Authenticate(ctx context.Context, req *usersrpc.AuthenticateRequest, rsp *usersrpc.User) error {
-	email, err := user.NormalizeEmail(req.Email)
-	if err != nil || req.Password == "" || len(req.Password) > user.MaxPassword {
-		user.VerifyNobody(req.Password)
-		return rpcError(user.ErrBadCredentials, "")
+	email, err := user.LoginEmail(req.Email, req.Password)
+	if err != nil {
+		return rpcError(err, "")
 	}
-	rec, err := h.store.UserByEmail(email)
-	if err == user.ErrNotFound {
-		user.VerifyNobody(req.Password)
-		return rpcError(user.ErrBadCredentials, "")
+	u, err := h.store.UserByEmail(email)
+	if errors.Is(err, user.ErrNotFound) {
+		return rpcError(user.NoAccount(req.Password), "")
 	}
 	if err != nil {
 		return rpcError(err, "")
 	}
-	if !user.VerifyPassword(rec.PasswordHash, req.Password) {
-		return rpcError(user.ErrBadCredentials, "")
+	if err := u.Authenticate(req.Password); err != nil {
+		return rpcError(err, "")
 	}
-	*rsp = toUser(rec)
+	*rsp = toUser(u)
 	return nil
 }
 
@@ -116,11 +94,11 @@ func (h *Users) Me(ctx context.Context, _ *usersrpc.Empty, rsp *usersrpc.User) e
 	if err != nil {
 		return err
 	}
-	rec, err := h.store.UserByID(uid)
+	u, err := h.store.UserByID(uid)
 	if err != nil {
-		return rpcError(err, "user "+uid+" not found")
+		return rpcError(err, notFound(uid))
 	}
-	*rsp = toUser(rec)
+	*rsp = toUser(u)
 	return nil
 }
 
@@ -130,40 +108,26 @@ func (h *Users) Update(ctx context.Context, req *usersrpc.UpdateRequest, rsp *us
 	if err != nil {
 		return err
 	}
-	var name, phone string
-	if req.Name != nil {
-		if name, err = user.CleanText("name", *req.Name, user.MaxName); err != nil {
-			return rpcError(err, "")
-		}
-	}
-	if req.Phone != nil {
-		if phone, err = user.NormalizePhone(*req.Phone); err != nil {
-			return rpcError(err, "")
-		}
-	}
-	rec, err := h.store.UpdateUser(uid, func(r *store.UserRecord) error {
-		if req.Name != nil {
-			r.Name = name
-		}
-		if req.Phone != nil {
-			r.Phone = phone
-		}
-		r.UpdatedAt = h.now()
-		return nil
-	})
+	// A bad patch is refused before the account is loaded: 422 even for a
+	// caller whose account is gone.
+	patch, err := user.Patch{Name: req.Name, Phone: req.Phone}.Normalize()
 	if err != nil {
-		return rpcError(err, "user "+uid+" not found")
+		return rpcError(err, "")
 	}
-	*rsp = toUser(rec)
+	u, err := h.store.UpdateUser(uid, func(u *user.User) error { return u.Apply(patch, h.now()) })
+	if err != nil {
+		return rpcError(err, notFound(uid))
+	}
+	*rsp = toUser(u)
 	return nil
 }
 
 // Profile returns anyone's public profile.
 func (h *Users) Profile(ctx context.Context, req *usersrpc.ProfileRequest, rsp *usersrpc.PublicProfile) error {
-	rec, err := h.store.UserByID(req.ID)
+	u, err := h.store.UserByID(req.ID)
 	if err != nil {
-		return rpcError(err, "user "+req.ID+" not found")
+		return rpcError(err, notFound(req.ID))
 	}
-	*rsp = usersrpc.PublicProfile{ID: rec.ID, Name: rec.Name, MemberSince: rec.CreatedAt}
+	*rsp = usersrpc.PublicProfile{ID: u.ID, Name: u.Name, MemberSince: u.CreatedAt}
 	return nil
 }

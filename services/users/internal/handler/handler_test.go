@@ -22,6 +22,7 @@ import (
 	"github.com/marketmesh/marketmesh/services/users/internal/handler"
 	"github.com/marketmesh/marketmesh/services/users/internal/sealer"
 	"github.com/marketmesh/marketmesh/services/users/internal/store"
+	"github.com/marketmesh/marketmesh/services/users/internal/user"
 )
 
 // countingNotifier records how often the relay was told about new events.
@@ -133,7 +134,7 @@ func TestCallerEndpointsRequireACaller(t *testing.T) {
 	if got, _ := f.store.UserByID(u.ID); got.Name != "Ada" {
 		t.Errorf("name = %q after anonymous updates", got.Name)
 	}
-	if p, _ := f.store.GetPreferences(""); p != store.DefaultPreferences {
+	if p, _ := f.store.GetPreferences(""); p != user.DefaultPreferences {
 		t.Errorf("anonymous SetPreferences stored %+v", p)
 	}
 }

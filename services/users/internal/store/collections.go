@@ -9,15 +9,9 @@ import (
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
 )
 
-// WishlistEntry is one saved publication.
-type WishlistEntry struct {
-	PublicationID string
-	AddedAt       time.Time
-}
-
 // AddWishlist saves pubID for owner; created is false if it was there.
-func (s *Store) AddWishlist(owner, pubID string, now time.Time) (WishlistEntry, bool, error) {
-	e := WishlistEntry{PublicationID: pubID, AddedAt: now}
+func (s *Store) AddWishlist(owner, pubID string, now time.Time) (user.WishlistEntry, bool, error) {
+	e := user.WishlistEntry{PublicationID: pubID, AddedAt: now}
 	created := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(wishlistBucket)
@@ -39,15 +33,16 @@ func (s *Store) RemoveWishlist(owner, pubID string) error {
 }
 
 // ListWishlist returns a page of owner's wishlist, ordered by publication ID.
-func (s *Store) ListWishlist(owner string, size int, token string) ([]WishlistEntry, string, error) {
-	return listOwned(s.db, wishlistBucket, owner, size, token, func(item, v []byte) (WishlistEntry, error) {
+func (s *Store) ListWishlist(owner string, size int, token string) ([]user.WishlistEntry, string, error) {
+	return listOwned(s.db, wishlistBucket, owner, size, token, func(item, v []byte) (user.WishlistEntry, error) {
 		t, err := time.Parse(time.RFC3339Nano, string(v))
-		return WishlistEntry{PublicationID: string(item), AddedAt: t}, err
+		return user.WishlistEntry{PublicationID: string(item), AddedAt: t}, err
 	})
 }
 
-// BankRecord is a stored bank account; the number is sealed.
-type BankRecord struct {
+// bankRecord is a stored user.BankAccount (the number sealed), converted
+// like userRecord.
+type bankRecord struct {
 	ID           string    `json:"id"`
 	Holder       string    `json:"holder"`
 	Bank         string    `json:"bank"`
@@ -57,10 +52,10 @@ type BankRecord struct {
 	CreatedAt    time.Time `json:"created_at"`
 }
 
-// AddBankAccount stores rec for owner.
-func (s *Store) AddBankAccount(owner string, rec BankRecord) error {
+// AddBankAccount stores a for owner.
+func (s *Store) AddBankAccount(owner string, a user.BankAccount) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bankBucket), ownedKey(owner, rec.ID), rec)
+		return putJSON(tx.Bucket(bankBucket), ownedKey(owner, a.ID), bankRecord(a))
 	})
 }
 
@@ -70,15 +65,16 @@ func (s *Store) RemoveBankAccount(owner, id string) error {
 }
 
 // ListBankAccounts returns a page of owner's accounts, oldest first (IDs are ULIDs).
-func (s *Store) ListBankAccounts(owner string, size int, token string) ([]BankRecord, string, error) {
-	return listOwned(s.db, bankBucket, owner, size, token, func(_, v []byte) (BankRecord, error) {
-		var r BankRecord
-		return r, json.Unmarshal(v, &r)
+func (s *Store) ListBankAccounts(owner string, size int, token string) ([]user.BankAccount, string, error) {
+	return listOwned(s.db, bankBucket, owner, size, token, func(_, v []byte) (user.BankAccount, error) {
+		var r bankRecord
+		err := json.Unmarshal(v, &r)
+		return user.BankAccount(r), err
 	})
 }
 
-// DeviceRecord is a stored push device.
-type DeviceRecord struct {
+// deviceRecord is a stored user.Device, converted like userRecord.
+type deviceRecord struct {
 	Token     string    `json:"token"`
 	Platform  string    `json:"platform"`
 	CreatedAt time.Time `json:"created_at"`
@@ -86,14 +82,15 @@ type DeviceRecord struct {
 
 // AddDevice registers token for owner. A token identifies one app install,
 // so if another user had it (the device changed hands) it moves to owner.
-func (s *Store) AddDevice(owner string, rec DeviceRecord) (DeviceRecord, bool, error) {
+func (s *Store) AddDevice(owner string, d user.Device) (user.Device, bool, error) {
+	rec := deviceRecord(d)
 	created := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		devices, index := tx.Bucket(deviceBucket), tx.Bucket(deviceIndex)
 		key := ownedKey(owner, rec.Token)
 		if prev := index.Get([]byte(rec.Token)); prev != nil {
 			if string(prev) == owner {
-				var existing DeviceRecord
+				var existing deviceRecord
 				if err := getJSON(devices, key, &existing); err != nil {
 					return err
 				}
@@ -114,7 +111,7 @@ func (s *Store) AddDevice(owner string, rec DeviceRecord) (DeviceRecord, bool, e
 		}
 		return putJSON(devices, key, rec)
 	})
-	return rec, created, err
+	return user.Device(rec), created, err
 }
 
 // RemoveDevice unregisters owner's token.
@@ -125,25 +122,23 @@ func (s *Store) RemoveDevice(owner, token string) error {
 }
 
 // ListDevices returns a page of owner's devices.
-func (s *Store) ListDevices(owner string, size int, token string) ([]DeviceRecord, string, error) {
-	return listOwned(s.db, deviceBucket, owner, size, token, func(_, v []byte) (DeviceRecord, error) {
-		var r DeviceRecord
-		return r, json.Unmarshal(v, &r)
+func (s *Store) ListDevices(owner string, size int, token string) ([]user.Device, string, error) {
+	return listOwned(s.db, deviceBucket, owner, size, token, func(_, v []byte) (user.Device, error) {
+		var r deviceRecord
+		err := json.Unmarshal(v, &r)
+		return user.Device(r), err
 	})
 }
 
-// Preferences are a user's notification channels.
-type Preferences struct {
+// prefsRecord is stored user.Preferences, converted like userRecord.
+type prefsRecord struct {
 	Email bool `json:"email"`
 	Push  bool `json:"push"`
 }
 
-// DefaultPreferences apply until the user sets their own: every channel on.
-var DefaultPreferences = Preferences{Email: true, Push: true}
-
-// GetPreferences returns owner's preferences or the defaults.
-func (s *Store) GetPreferences(owner string) (Preferences, error) {
-	p := DefaultPreferences
+// GetPreferences returns owner's preferences or user.DefaultPreferences.
+func (s *Store) GetPreferences(owner string) (user.Preferences, error) {
+	p := prefsRecord(user.DefaultPreferences)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		err := getJSON(tx.Bucket(prefsBucket), []byte(owner), &p)
 		if err == user.ErrNotFound {
@@ -151,13 +146,13 @@ func (s *Store) GetPreferences(owner string) (Preferences, error) {
 		}
 		return err
 	})
-	return p, err
+	return user.Preferences(p), err
 }
 
 // SetPreferences replaces owner's preferences.
-func (s *Store) SetPreferences(owner string, p Preferences) error {
+func (s *Store) SetPreferences(owner string, p user.Preferences) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(prefsBucket), []byte(owner), p)
+		return putJSON(tx.Bucket(prefsBucket), []byte(owner), prefsRecord(p))
 	})
 }
 

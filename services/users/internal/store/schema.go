@@ -18,7 +18,7 @@ var (
 	bankBucket     = []byte("bank_accounts")            // user id \x00 account id → bankRecord JSON
 	deviceBucket   = []byte("devices")                  // user id \x00 token → deviceRecord JSON
 	deviceIndex    = []byte("devices.by_token")         // token → user id (a device belongs to one user)
-	prefsBucket    = []byte("notification_preferences") // user id → Preferences JSON
+	prefsBucket    = []byte("notification_preferences") // user id → prefsRecord JSON
 )
 
 func createBuckets(tx *bolt.Tx) error {

@@ -41,8 +41,10 @@ func (s *Store) Check(context.Context) error {
 	return boltdb.CheckBucket(s.db, usersBucket)
 }
 
-// UserRecord is a stored user.
-type UserRecord struct {
+// userRecord is a stored user.User: the same fields under their JSON names
+// on disk, so each converts to the other, and the compiler refuses the
+// conversion if they drift apart.
+type userRecord struct {
 	ID           string    `json:"id"`
 	Email        string    `json:"email"`
 	Name         string    `json:"name"`
@@ -52,10 +54,10 @@ type UserRecord struct {
 	UpdatedAt    time.Time `json:"updated_at"`
 }
 
-// CreateUser stores rec unless its email is taken; then runs also (the
+// CreateUser stores u unless its email is taken; then runs also (the
 // outbox append) in the same transaction.
-func (s *Store) CreateUser(rec UserRecord, also func(*bolt.Tx) error) error {
-	raw, err := json.Marshal(rec)
+func (s *Store) CreateUser(u user.User, also func(*bolt.Tx) error) error {
+	raw, err := json.Marshal(userRecord(u))
 	if err != nil {
 		return err
 	}
@@ -63,16 +65,16 @@ func (s *Store) CreateUser(rec UserRecord, also func(*bolt.Tx) error) error {
 	// run twice, which is harmless: it checks before it writes.
 	return s.db.Batch(func(tx *bolt.Tx) error {
 		idx := tx.Bucket(emailIndex)
-		if id := idx.Get([]byte(rec.Email)); id != nil {
-			if string(id) == rec.ID {
+		if id := idx.Get([]byte(u.Email)); id != nil {
+			if string(id) == u.ID {
 				return nil // a retried batch already wrote it
 			}
 			return user.ErrEmailTaken
 		}
-		if err := idx.Put([]byte(rec.Email), []byte(rec.ID)); err != nil {
+		if err := idx.Put([]byte(u.Email), []byte(u.ID)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(usersBucket).Put([]byte(rec.ID), raw); err != nil {
+		if err := tx.Bucket(usersBucket).Put([]byte(u.ID), raw); err != nil {
 			return err
 		}
 		return also(tx)
@@ -80,17 +82,17 @@ func (s *Store) CreateUser(rec UserRecord, also func(*bolt.Tx) error) error {
 }
 
 // UserByID returns the user with id.
-func (s *Store) UserByID(id string) (UserRecord, error) {
-	var rec UserRecord
+func (s *Store) UserByID(id string) (user.User, error) {
+	var rec userRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return getJSON(tx.Bucket(usersBucket), []byte(id), &rec)
 	})
-	return rec, err
+	return user.User(rec), err
 }
 
 // UserByEmail returns the user with a normalized email.
-func (s *Store) UserByEmail(email string) (UserRecord, error) {
-	var rec UserRecord
+func (s *Store) UserByEmail(email string) (user.User, error) {
+	var rec userRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		id := tx.Bucket(emailIndex).Get([]byte(email))
 		if id == nil {
@@ -98,23 +100,26 @@ func (s *Store) UserByEmail(email string) (UserRecord, error) {
 		}
 		return getJSON(tx.Bucket(usersBucket), id, &rec)
 	})
-	return rec, err
+	return user.User(rec), err
 }
 
-// UpdateUser loads the user, lets fn change it and saves it, in one transaction.
-func (s *Store) UpdateUser(id string, fn func(*UserRecord) error) (UserRecord, error) {
-	var rec UserRecord
+// UpdateUser loads the user, lets fn change it and saves it, in one
+// transaction. fn must not change the email: its index is not rewritten.
+func (s *Store) UpdateUser(id string, fn func(*user.User) error) (user.User, error) {
+	var u user.User
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(usersBucket)
+		var rec userRecord
 		if err := getJSON(b, []byte(id), &rec); err != nil {
 			return err
 		}
-		if err := fn(&rec); err != nil {
+		u = user.User(rec)
+		if err := fn(&u); err != nil {
 			return err
 		}
-		return putJSON(b, []byte(id), rec)
+		return putJSON(b, []byte(id), userRecord(u))
 	})
-	return rec, err
+	return u, err
 }
 
 func getJSON(b *bolt.Bucket, key []byte, v any) error {

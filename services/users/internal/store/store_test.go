@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -40,15 +42,15 @@ func newStore(t *testing.T) (*store.Store, string) {
 	return s, path
 }
 
-func newUser(email string) store.UserRecord {
-	return store.UserRecord{
+func newUser(email string) user.User {
+	return user.User{
 		ID: ulid.Make().String(), Email: email, Name: "Ada", PasswordHash: "$argon2id$fake",
 		CreatedAt: t0, UpdatedAt: t0,
 	}
 }
 
 // appendRegistered is the outbox append Register runs with CreateUser.
-func appendRegistered(rec store.UserRecord) func(*bolt.Tx) error {
+func appendRegistered(rec user.User) func(*bolt.Tx) error {
 	return func(tx *bolt.Tx) error {
 		_, err := events.Append(tx, "marketmesh.users", "user.registered", map[string]string{"user_id": rec.ID})
 		return err
@@ -74,7 +76,7 @@ func outboxCount(t *testing.T, s *store.Store) int {
 	return n
 }
 
-func mustCreate(t *testing.T, s *store.Store, email string) store.UserRecord {
+func mustCreate(t *testing.T, s *store.Store, email string) user.User {
 	t.Helper()
 	rec := newUser(email)
 	if err := s.CreateUser(rec, noop); err != nil {
@@ -98,7 +100,7 @@ func TestCreateUserAndLookUp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("UserByEmail = %v", err)
 	}
-	for _, got := range []store.UserRecord{byID, byEmail} {
+	for _, got := range []user.User{byID, byEmail} {
 		if got.ID != rec.ID || got.Email != rec.Email || got.Name != rec.Name || got.Phone != rec.Phone ||
 			got.PasswordHash != rec.PasswordHash || !got.CreatedAt.Equal(rec.CreatedAt) {
 			t.Errorf("stored user = %+v, want %+v", got, rec)
@@ -113,11 +115,11 @@ func TestCreateUserAndLookUp(t *testing.T) {
 
 	missing := []struct {
 		name string
-		get  func() (store.UserRecord, error)
+		get  func() (user.User, error)
 	}{
-		{"an unknown ID is not found", func() (store.UserRecord, error) { return s.UserByID(ulid.Make().String()) }},
-		{"an unknown email is not found", func() (store.UserRecord, error) { return s.UserByEmail("bob@example.com") }},
-		{"emails are looked up as stored (callers normalize)", func() (store.UserRecord, error) { return s.UserByEmail("ADA@example.com") }},
+		{"an unknown ID is not found", func() (user.User, error) { return s.UserByID(ulid.Make().String()) }},
+		{"an unknown email is not found", func() (user.User, error) { return s.UserByEmail("bob@example.com") }},
+		{"emails are looked up as stored (callers normalize)", func() (user.User, error) { return s.UserByEmail("ADA@example.com") }},
 	}
 	for _, tt := range missing {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,7 +177,7 @@ func TestConcurrentRegistrationsOfOneEmailHaveOneWinner(t *testing.T) {
 		wg    sync.WaitGroup
 		start = make(chan struct{})
 		errs  = make([]error, n)
-		recs  = make([]store.UserRecord, n)
+		recs  = make([]user.User, n)
 	)
 	for i := range n {
 		recs[i] = newUser("race@example.com")
@@ -222,7 +224,7 @@ func TestUpdateUser(t *testing.T) {
 	rec := mustCreate(t, s, "ada@example.com")
 	later := t0.Add(time.Hour)
 
-	got, err := s.UpdateUser(rec.ID, func(r *store.UserRecord) error {
+	got, err := s.UpdateUser(rec.ID, func(r *user.User) error {
 		r.Name, r.Phone, r.UpdatedAt = "Ada Lovelace", "+441234567890", later
 		return nil
 	})
@@ -239,7 +241,7 @@ func TestUpdateUser(t *testing.T) {
 
 	t.Run("an error from fn changes nothing", func(t *testing.T) {
 		boom := errors.New("refused")
-		_, err := s.UpdateUser(rec.ID, func(r *store.UserRecord) error { r.Name = "Mallory"; return boom })
+		_, err := s.UpdateUser(rec.ID, func(r *user.User) error { r.Name = "Mallory"; return boom })
 		if !errors.Is(err, boom) {
 			t.Fatalf("err = %v, want %v", err, boom)
 		}
@@ -249,7 +251,7 @@ func TestUpdateUser(t *testing.T) {
 	})
 	t.Run("an unknown user is not found and fn is not called", func(t *testing.T) {
 		called := false
-		_, err := s.UpdateUser("nobody", func(*store.UserRecord) error { called = true; return nil })
+		_, err := s.UpdateUser("nobody", func(*user.User) error { called = true; return nil })
 		if !errors.Is(err, user.ErrNotFound) || called {
 			t.Errorf("err = %v, called = %v; want ErrNotFound, false", err, called)
 		}
@@ -444,11 +446,11 @@ func TestListRefusesABadPageToken(t *testing.T) {
 func TestCollectionsAreIsolatedBetweenUsers(t *testing.T) {
 	s, _ := newStore(t)
 	const a, b = "01HUSERA", "01HUSERB"
-	acct := store.BankRecord{ID: ulid.Make().String(), Holder: "Ada", Bank: "DB", SealedNumber: []byte{1, 2, 3}, Last4: "3000", Currency: "EUR", CreatedAt: t0}
+	acct := user.BankAccount{ID: ulid.Make().String(), Holder: "Ada", Bank: "DB", SealedNumber: []byte{1, 2, 3}, Last4: "3000", Currency: "EUR", CreatedAt: t0}
 	if err := s.AddBankAccount(a, acct); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.AddDevice(a, store.DeviceRecord{Token: "tok-a", Platform: "ios", CreatedAt: t0}); err != nil {
+	if _, _, err := s.AddDevice(a, user.Device{Token: "tok-a", Platform: "ios", CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.AddWishlist(a, "pub-1", t0); err != nil {
@@ -511,7 +513,7 @@ func TestBankAccountsListOldestFirst(t *testing.T) {
 	for i := range 5 {
 		id := ulid.MustNew(ulid.Timestamp(t0.Add(time.Duration(i)*time.Second)), ulid.DefaultEntropy()).String()
 		ids = append(ids, id)
-		if err := s.AddBankAccount("owner", store.BankRecord{ID: id, Last4: fmt.Sprint(1000 + i), CreatedAt: t0}); err != nil {
+		if err := s.AddBankAccount("owner", user.BankAccount{ID: id, Last4: fmt.Sprint(1000 + i), CreatedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -535,20 +537,20 @@ func TestBankAccountsListOldestFirst(t *testing.T) {
 func TestDevices(t *testing.T) {
 	s, _ := newStore(t)
 	const a, b = "user-a", "user-b"
-	dev := store.DeviceRecord{Token: "tok-1", Platform: "android", CreatedAt: t0}
+	dev := user.Device{Token: "tok-1", Platform: "android", CreatedAt: t0}
 
 	got, created, err := s.AddDevice(a, dev)
 	if err != nil || !created || got != dev {
 		t.Fatalf("first add = %+v, %v, %v", got, created, err)
 	}
 	t.Run("adding the same device again is not a creation", func(t *testing.T) {
-		got, created, err := s.AddDevice(a, store.DeviceRecord{Token: "tok-1", Platform: "android", CreatedAt: t0.Add(time.Hour)})
+		got, created, err := s.AddDevice(a, user.Device{Token: "tok-1", Platform: "android", CreatedAt: t0.Add(time.Hour)})
 		if err != nil || created || !got.CreatedAt.Equal(t0) {
 			t.Errorf("got %+v, created %v, %v; want the original record", got, created, err)
 		}
 	})
 	t.Run("a new platform updates the device but keeps its creation time", func(t *testing.T) {
-		got, created, err := s.AddDevice(a, store.DeviceRecord{Token: "tok-1", Platform: "web", CreatedAt: t0.Add(time.Hour)})
+		got, created, err := s.AddDevice(a, user.Device{Token: "tok-1", Platform: "web", CreatedAt: t0.Add(time.Hour)})
 		if err != nil || created || got.Platform != "web" || !got.CreatedAt.Equal(t0) {
 			t.Errorf("got %+v, created %v, %v", got, created, err)
 		}
@@ -558,7 +560,7 @@ func TestDevices(t *testing.T) {
 		}
 	})
 	t.Run("a token moves from A to B", func(t *testing.T) {
-		got, created, err := s.AddDevice(b, store.DeviceRecord{Token: "tok-1", Platform: "ios", CreatedAt: t0.Add(2 * time.Hour)})
+		got, created, err := s.AddDevice(b, user.Device{Token: "tok-1", Platform: "ios", CreatedAt: t0.Add(2 * time.Hour)})
 		if err != nil || !created || got.Platform != "ios" {
 			t.Fatalf("B add = %+v, %v, %v", got, created, err)
 		}
@@ -591,22 +593,22 @@ func TestDevices(t *testing.T) {
 func TestPreferences(t *testing.T) {
 	s, _ := newStore(t)
 	p, err := s.GetPreferences("user-a")
-	if err != nil || p != (store.Preferences{Email: true, Push: true}) {
+	if err != nil || p != (user.Preferences{Email: true, Push: true}) {
 		t.Fatalf("defaults = %+v, %v; want email and push on", p, err)
 	}
-	if err := s.SetPreferences("user-a", store.Preferences{Email: false, Push: true}); err != nil {
+	if err := s.SetPreferences("user-a", user.Preferences{Email: false, Push: true}); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := s.GetPreferences("user-a"); p != (store.Preferences{Email: false, Push: true}) {
+	if p, _ := s.GetPreferences("user-a"); p != (user.Preferences{Email: false, Push: true}) {
 		t.Errorf("after set = %+v", p)
 	}
-	if err := s.SetPreferences("user-a", store.Preferences{}); err != nil {
+	if err := s.SetPreferences("user-a", user.Preferences{}); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := s.GetPreferences("user-a"); p != (store.Preferences{}) {
+	if p, _ := s.GetPreferences("user-a"); p != (user.Preferences{}) {
 		t.Errorf("after turning everything off = %+v, want all false (not the defaults)", p)
 	}
-	if p, _ := s.GetPreferences("user-b"); p != store.DefaultPreferences {
+	if p, _ := s.GetPreferences("user-b"); p != user.DefaultPreferences {
 		t.Errorf("another user = %+v, want the defaults", p)
 	}
 }
@@ -621,13 +623,13 @@ func TestDataSurvivesReopen(t *testing.T) {
 	if _, _, err := s.AddWishlist(rec.ID, "pub-1", t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddBankAccount(rec.ID, store.BankRecord{ID: "acct-1", SealedNumber: []byte("sealed"), Last4: "6789", Currency: "USD", CreatedAt: t0}); err != nil {
+	if err := s.AddBankAccount(rec.ID, user.BankAccount{ID: "acct-1", SealedNumber: []byte("sealed"), Last4: "6789", Currency: "USD", CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.AddDevice(rec.ID, store.DeviceRecord{Token: "tok-1", Platform: "ios", CreatedAt: t0}); err != nil {
+	if _, _, err := s.AddDevice(rec.ID, user.Device{Token: "tok-1", Platform: "ios", CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPreferences(rec.ID, store.Preferences{Email: false, Push: true}); err != nil {
+	if err := s.SetPreferences(rec.ID, user.Preferences{Email: false, Push: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -648,7 +650,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 	if devs, _, _ := s.ListDevices(rec.ID, 20, ""); len(devs) != 1 {
 		t.Errorf("devices after reopen = %+v", devs)
 	}
-	if p, _ := s.GetPreferences(rec.ID); p != (store.Preferences{Email: false, Push: true}) {
+	if p, _ := s.GetPreferences(rec.ID); p != (user.Preferences{Email: false, Push: true}) {
 		t.Errorf("preferences after reopen = %+v", p)
 	}
 	if n := outboxCount(t, s); n != 1 {
@@ -670,5 +672,48 @@ func TestOpenFailsWhileAnotherHandleHoldsTheFile(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("Open took %v to fail", d)
+	}
+}
+
+// TestStoredFieldNamesDoNotChange pins the on-disk format: data written by
+// earlier versions must still load.
+func TestStoredFieldNamesDoNotChange(t *testing.T) {
+	s, _ := newStore(t)
+	u := mustCreate(t, s, "ada@example.com")
+	if _, err := s.UpdateUser(u.ID, func(u *user.User) error { u.Phone = "+14155550123"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddBankAccount(u.ID, user.BankAccount{ID: "acct-1", Holder: "Ada", Bank: "DB", SealedNumber: []byte{1}, Last4: "3000", Currency: "EUR", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AddDevice(u.ID, user.Device{Token: "tok-1", Platform: "ios", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPreferences(u.ID, user.Preferences{Email: true}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		bucket, key string
+		want        []string
+	}{
+		{"users", u.ID, []string{"created_at", "email", "id", "name", "password_hash", "phone", "updated_at"}},
+		{"bank_accounts", u.ID + "\x00acct-1", []string{"bank", "created_at", "currency", "holder", "id", "last4", "sealed_number"}},
+		{"devices", u.ID + "\x00tok-1", []string{"created_at", "platform", "token"}},
+		{"notification_preferences", u.ID, []string{"email", "push"}},
+	}
+	for _, tt := range tests {
+		t.Run("a record in "+tt.bucket+" has the fields it always had", func(t *testing.T) {
+			var fields map[string]json.RawMessage
+			err := s.Bolt().View(func(tx *bolt.Tx) error {
+				return json.Unmarshal(tx.Bucket([]byte(tt.bucket)).Get([]byte(tt.key)), &fields)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := slices.Sorted(maps.Keys(fields))
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("fields = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -1,5 +1,7 @@
-// Package user holds the users domain: validation rules and errors. It
-// imports neither go-micro nor bbolt.
+// Package user holds the users domain: what a valid account is, how it
+// changes, how a login is checked, and the rules for a user's collections
+// (wishlist, bank accounts, devices, preferences). It imports neither
+// go-micro nor bbolt.
 package user
 
 import (
@@ -7,6 +9,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -33,6 +36,120 @@ const (
 	MaxEmail    = 254
 	MaxToken    = 4096
 )
+
+// User is an account. Email is normalized (see NormalizeEmail) and unique;
+// PasswordHash is a PHC argon2id string, never the password.
+type User struct {
+	ID           string
+	Email        string
+	Name         string
+	Phone        string // E.164, or "" when none
+	PasswordHash string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Draft is what a person registering provides.
+type Draft struct {
+	Email    string
+	Name     string
+	Password string
+}
+
+// New validates d and returns the account it describes, with the password
+// hashed. Fields are checked in the order email, name, password, so the
+// error names the first bad one.
+func New(id string, d Draft, now time.Time) (User, error) {
+	email, err := NormalizeEmail(d.Email)
+	if err != nil {
+		return User{}, err
+	}
+	name, err := CleanText("name", d.Name, MaxName)
+	if err != nil {
+		return User{}, err
+	}
+	if err := CheckPassword(d.Password); err != nil {
+		return User{}, err
+	}
+	hash, err := HashPassword(d.Password)
+	if err != nil {
+		return User{}, err
+	}
+	return User{ID: id, Email: email, Name: name, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}, nil
+}
+
+// Patch changes some fields of an account; nil fields stay as they are. An
+// empty Phone clears it.
+type Patch struct {
+	Name  *string
+	Phone *string
+}
+
+// Normalize validates every field of p and returns it in canonical form.
+// Apply does this itself; callers use it to refuse a bad patch before
+// loading the account.
+func (p Patch) Normalize() (Patch, error) {
+	var out Patch
+	if p.Name != nil {
+		name, err := CleanText("name", *p.Name, MaxName)
+		if err != nil {
+			return Patch{}, err
+		}
+		out.Name = &name
+	}
+	if p.Phone != nil {
+		phone, err := NormalizePhone(*p.Phone)
+		if err != nil {
+			return Patch{}, err
+		}
+		out.Phone = &phone
+	}
+	return out, nil
+}
+
+// Apply validates every field of p and then applies them all, or none.
+func (u *User) Apply(p Patch, now time.Time) error {
+	p, err := p.Normalize()
+	if err != nil {
+		return err
+	}
+	if p.Name != nil {
+		u.Name = *p.Name
+	}
+	if p.Phone != nil {
+		u.Phone = *p.Phone
+	}
+	u.UpdatedAt = now
+	return nil
+}
+
+// LoginEmail returns the normalized email of a login attempt. An attempt
+// that cannot match any account (a malformed email, an empty or oversize
+// password) is refused as NoAccount refuses it.
+func LoginEmail(email, password string) (string, error) {
+	e, err := NormalizeEmail(email)
+	if err != nil || password == "" || len(password) > MaxPassword {
+		return "", NoAccount(password)
+	}
+	return e, nil
+}
+
+// NoAccount refuses a login for which there is no account: ErrBadCredentials,
+// after the work of a password check, so that timing does not tell an
+// unknown email from a wrong password.
+func NoAccount(password string) error {
+	VerifyNobody(password)
+	return ErrBadCredentials
+}
+
+// Authenticate checks password against the account's hash (constant time);
+// a mismatch is ErrBadCredentials.
+func (u User) Authenticate(password string) error {
+	if !VerifyPassword(u.PasswordHash, password) {
+		return ErrBadCredentials
+	}
+	return nil
+}
 
 // NormalizeEmail returns the canonical (trimmed, lower-case) form of an
 // address, or an error naming the field.
@@ -103,37 +220,4 @@ func NormalizePhone(s string) (string, error) {
 		return "", invalid("phone must be in E.164 form, like +14155550123")
 	}
 	return s, nil
-}
-
-// Platforms a push device may have.
-var Platforms = []string{"ios", "android", "web"}
-
-// CheckDevice validates a push device registration.
-func CheckDevice(token, platform string) error {
-	if strings.TrimSpace(token) == "" {
-		return invalid("token is required")
-	}
-	if len(token) > MaxToken {
-		return invalid("token must be at most %d bytes", MaxToken)
-	}
-	if strings.ContainsAny(token, "/ \t\r\n") {
-		return invalid("token must not contain '/' or whitespace")
-	}
-	for _, p := range Platforms {
-		if platform == p {
-			return nil
-		}
-	}
-	return invalid("platform must be one of ios, android, web")
-}
-
-// CheckPublicationID validates a reference to a publication.
-func CheckPublicationID(id string) error {
-	if strings.TrimSpace(id) == "" {
-		return invalid("publication_id is required")
-	}
-	if len(id) > 64 || strings.ContainsAny(id, "/ \t\r\n") {
-		return invalid("publication_id %q is not a valid ID", id)
-	}
-	return nil
 }

@@ -234,7 +234,7 @@ func TestCheckPublicationID(t *testing.T) {
 	}
 }
 
-func TestNewBankAccount(t *testing.T) {
+func TestNormalizeBankAccount(t *testing.T) {
 	type in struct{ holder, bank, number, currency string }
 	valid := in{"Ada Lovelace", "Deutsche Bank", "DE89370400440532013000", "EUR"}
 	with := func(f func(*in)) in { v := valid; f(&v); return v }
@@ -270,13 +270,13 @@ func TestNewBankAccount(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := user.NewBankAccount(tt.in.holder, tt.in.bank, tt.in.number, tt.in.currency)
+			got, err := user.NormalizeBankAccount(tt.in.holder, tt.in.bank, tt.in.number, tt.in.currency)
 			if tt.field != "" {
 				wantInvalid(t, err, tt.field)
 				return
 			}
 			if err != nil {
-				t.Fatalf("NewBankAccount = %v", err)
+				t.Fatalf("NormalizeBankAccount = %v", err)
 			}
 			if got.AccountNumber != tt.wantNumber || got.Currency != tt.wantCur {
 				t.Errorf("got number %q currency %q, want %q %q", got.AccountNumber, got.Currency, tt.wantNumber, tt.wantCur)

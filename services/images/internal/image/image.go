@@ -1,7 +1,8 @@
-// Package imaging holds the images domain: the rules for owners and uploads
-// (type sniffing, dimension limits, thumbnails) and the errors they raise.
-// It imports neither go-micro nor bbolt.
-package imaging
+// Package image holds the images domain: what a valid owner and upload are
+// (type sniffing, dimension limits), what a stored image is, who may delete
+// it, and the errors they raise. It imports neither go-micro nor bbolt.
+// Scaling and encoding thumbnails is package thumbnail's work.
+package image
 
 import (
 	"errors"
@@ -9,13 +10,15 @@ import (
 	"time"
 
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/plugins/paging"
+	"github.com/marketmesh/marketmesh/plugins/validate"
 )
 
 // Sentinel errors; the handler maps each to one status (RPC and HTTP alike).
 var (
 	ErrNotFound    = errors.New("not found")
 	ErrForbidden   = errors.New("forbidden")
-	ErrInvalid     = errors.New("invalid")          // 422
+	ErrInvalid     = validate.ErrInvalid            // 422
 	ErrTooLarge    = errors.New("too large")        // 413
 	ErrUnsupported = errors.New("unsupported type") // 415
 )
@@ -34,15 +37,9 @@ func newError(kind error, format string, a ...any) error {
 	return kindError{kind: kind, msg: fmt.Sprintf(format, a...)}
 }
 
-func invalid(format string, a ...any) error { return newError(ErrInvalid, format, a...) }
-
-// Forbidden returns an ErrForbidden with a message.
-func Forbidden(format string, a ...any) error { return newError(ErrForbidden, format, a...) }
-
-// TooLarge is the ErrTooLarge of a file over MaxBytes.
-func TooLarge() error {
-	return newError(ErrTooLarge, "the file is larger than %d MiB", MaxBytes>>20)
-}
+// invalid returns a validation error whose message names the field; it
+// matches ErrInvalid.
+func invalid(format string, a ...any) error { return validate.Errorf(format, a...) }
 
 // Limits on uploads.
 const (
@@ -53,13 +50,19 @@ const (
 	// MaxPixels is the largest accepted width*height (40 megapixels): a
 	// decoded RGBA image of that size is 160 MB.
 	MaxPixels = 40_000_000
-	// ThumbSide is the longer side of a thumbnail, in pixels.
-	ThumbSide = 256
 	// MaxID is the longest owner or uploader ID.
 	MaxID = 64
 	// MaxOwners is how many owners one First call may ask about.
 	MaxOwners = 100
 )
+
+// CheckSize refuses a file of more than MaxBytes bytes (ErrTooLarge).
+func CheckSize(n int64) error {
+	if n > MaxBytes {
+		return newError(ErrTooLarge, "the file is larger than %d MiB", MaxBytes>>20)
+	}
+	return nil
+}
 
 // Owner is what an image belongs to.
 type Owner struct {
@@ -125,6 +128,43 @@ func clip(s string) string {
 	return s
 }
 
+// ListQuery asks for one page of an owner's images, oldest first.
+type ListQuery struct {
+	OwnerType string
+	OwnerID   string
+	PageSize  int    // after Normalize: 1 to paging.MaxSize
+	PageToken string // as the store issued it; the store checks it
+}
+
+// Normalize validates q's owner and applies the paging limits (page size
+// paging.DefaultSize when unset, at most paging.MaxSize).
+func (q ListQuery) Normalize() (ListQuery, error) {
+	if _, err := CheckOwner(q.OwnerType, q.OwnerID); err != nil {
+		return q, err
+	}
+	q.PageSize = paging.Size(q.PageSize)
+	return q, nil
+}
+
+// Upload is whom an upload is for and who sends it, checked (CheckUpload)
+// before any of its bytes are read.
+type Upload struct {
+	Owner      Owner
+	UploaderID string
+}
+
+// CheckUpload validates an upload's owner and uploader.
+func CheckUpload(ownerType, ownerID, uploaderID string) (Upload, error) {
+	owner, err := CheckOwner(ownerType, ownerID)
+	if err != nil {
+		return Upload{}, err
+	}
+	if err := CheckID("uploader_id", uploaderID); err != nil {
+		return Upload{}, err
+	}
+	return Upload{Owner: owner, UploaderID: uploaderID}, nil
+}
+
 // Blob describes one stored file.
 type Blob struct {
 	SHA256      string `json:"sha256"`
@@ -134,7 +174,8 @@ type Blob struct {
 	Height      int    `json:"height"`
 }
 
-// Image is a stored image: the original and its thumbnail.
+// Image is a stored image: the original and its thumbnail. Images never
+// change once stored. The JSON form is the store's on-disk record.
 type Image struct {
 	ID         string    `json:"id"`
 	OwnerType  string    `json:"owner_type"`
@@ -145,12 +186,31 @@ type Image struct {
 	CreatedAt  time.Time `json:"created_at"`
 }
 
-// RPC returns the contract view.
-func (im Image) RPC() imagesrpc.Image {
-	return imagesrpc.Image{
-		ID: im.ID, OwnerType: im.OwnerType, OwnerID: im.OwnerID, UploaderID: im.UploaderID,
-		ContentType: im.Original.ContentType, Bytes: im.Original.Bytes,
-		Width: im.Original.Width, Height: im.Original.Height,
-		SHA256: im.Original.SHA256, CreatedAt: im.CreatedAt,
+// New returns the image up stores, with its original and thumbnail, created
+// at now (kept in UTC). It refuses an invalid owner or uploader, and blobs
+// without a hash or a type (a bug of the caller, not of the client).
+func New(id string, up Upload, original, thumbnail Blob, now time.Time) (Image, error) {
+	if _, err := CheckUpload(up.Owner.Type, up.Owner.ID, up.UploaderID); err != nil {
+		return Image{}, err
 	}
+	if id == "" {
+		return Image{}, errors.New("image: new image without an ID")
+	}
+	for _, b := range []Blob{original, thumbnail} {
+		if b.SHA256 == "" || b.ContentType == "" {
+			return Image{}, fmt.Errorf("image: new image %s has a blob without hash or type", id)
+		}
+	}
+	return Image{
+		ID: id, OwnerType: up.Owner.Type, OwnerID: up.Owner.ID, UploaderID: up.UploaderID,
+		Original: original, Thumbnail: thumbnail, CreatedAt: now.UTC(),
+	}, nil
+}
+
+// CheckUploader allows only the uploader to delete the image.
+func (im Image) CheckUploader(caller string) error {
+	if caller == "" || caller != im.UploaderID {
+		return newError(ErrForbidden, "only the uploader may delete image %s", im.ID)
+	}
+	return nil
 }

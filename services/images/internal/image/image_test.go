@@ -1,19 +1,19 @@
-package imaging_test
+package image_test
 
 import (
 	"bytes"
 	"errors"
-	"image"
-	"image/jpeg"
 	"image/png"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/image/webp"
 
+	"github.com/marketmesh/marketmesh/plugins/paging"
+	"github.com/marketmesh/marketmesh/services/images/internal/image"
 	"github.com/marketmesh/marketmesh/services/images/internal/imagetest"
-	"github.com/marketmesh/marketmesh/services/images/internal/imaging"
 )
 
 func TestCheckOwner(t *testing.T) {
@@ -37,7 +37,7 @@ func TestCheckOwner(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o, err := imaging.CheckOwner(c.ownerType, c.ownerID)
+			o, err := image.CheckOwner(c.ownerType, c.ownerID)
 			if c.wantErr == "" {
 				if err != nil {
 					t.Fatalf("CheckOwner = %v, want nil", err)
@@ -47,7 +47,7 @@ func TestCheckOwner(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, imaging.ErrInvalid) || !strings.Contains(err.Error(), c.wantErr) {
+			if !errors.Is(err, image.ErrInvalid) || !strings.Contains(err.Error(), c.wantErr) {
 				t.Fatalf("CheckOwner = %v, want ErrInvalid containing %q", err, c.wantErr)
 			}
 		})
@@ -73,14 +73,14 @@ func TestCheckOwnerIDs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := imaging.CheckOwnerIDs(c.ownerType, c.ids)
+			err := image.CheckOwnerIDs(c.ownerType, c.ids)
 			if c.wantErr == "" {
 				if err != nil {
 					t.Fatalf("CheckOwnerIDs = %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, imaging.ErrInvalid) || !strings.Contains(err.Error(), c.wantErr) {
+			if !errors.Is(err, image.ErrInvalid) || !strings.Contains(err.Error(), c.wantErr) {
 				t.Fatalf("CheckOwnerIDs = %v, want ErrInvalid containing %q", err, c.wantErr)
 			}
 		})
@@ -104,9 +104,9 @@ func TestSniff(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := imaging.Sniff(c.data)
+			got, err := image.Sniff(c.data)
 			if c.want == "" {
-				if !errors.Is(err, imaging.ErrUnsupported) {
+				if !errors.Is(err, image.ErrUnsupported) {
 					t.Fatalf("Sniff = %q, %v; want ErrUnsupported", got, err)
 				}
 				return
@@ -119,7 +119,7 @@ func TestSniff(t *testing.T) {
 }
 
 func TestSniffNamesWhatItDetected(t *testing.T) {
-	_, err := imaging.Sniff([]byte("just some text"))
+	_, err := image.Sniff([]byte("just some text"))
 	if err == nil || !strings.Contains(err.Error(), "looks like text/plain;") {
 		t.Fatalf("Sniff = %v, want a message naming text/plain (without parameters)", err)
 	}
@@ -133,7 +133,7 @@ func TestTheWebPFixtureIsAValidImage(t *testing.T) {
 	if b := img.Bounds(); b.Dx() != 1 || b.Dy() != 1 {
 		t.Fatalf("bounds = %v, want 1x1", b)
 	}
-	w, h, err := imaging.Config(bytes.NewReader(imagetest.WebP), "image/webp")
+	w, h, err := image.Config(bytes.NewReader(imagetest.WebP), "image/webp")
 	if err != nil || w != 1 || h != 1 {
 		t.Fatalf("Config = %d, %d, %v", w, h, err)
 	}
@@ -155,11 +155,11 @@ func TestCheckDimensions(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := imaging.CheckDimensions(c.w, c.h)
+			err := image.CheckDimensions(c.w, c.h)
 			if c.ok != (err == nil) {
 				t.Fatalf("CheckDimensions(%d, %d) = %v, want ok=%v", c.w, c.h, err, c.ok)
 			}
-			if err != nil && !errors.Is(err, imaging.ErrInvalid) {
+			if err != nil && !errors.Is(err, image.ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
 		})
@@ -178,9 +178,9 @@ func TestConfigRefusesAHugePNGHeaderBeforeDecoding(t *testing.T) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, _, err = imaging.Config(bytes.NewReader(bomb), "image/png")
+	_, _, err = image.Config(bytes.NewReader(bomb), "image/png")
 	runtime.ReadMemStats(&after)
-	if !errors.Is(err, imaging.ErrInvalid) || !strings.Contains(err.Error(), "50000x50000") {
+	if !errors.Is(err, image.ErrInvalid) || !strings.Contains(err.Error(), "50000x50000") {
 		t.Fatalf("Config = %v, want ErrInvalid naming 50000x50000", err)
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
@@ -189,103 +189,120 @@ func TestConfigRefusesAHugePNGHeaderBeforeDecoding(t *testing.T) {
 }
 
 func TestConfigRefusesAFileWhoseHeaderDisagreesWithTheSniffedType(t *testing.T) {
-	_, _, err := imaging.Config(bytes.NewReader(imagetest.PNG(t, 4, 4)), "image/jpeg")
-	if !errors.Is(err, imaging.ErrInvalid) {
+	_, _, err := image.Config(bytes.NewReader(imagetest.PNG(t, 4, 4)), "image/jpeg")
+	if !errors.Is(err, image.ErrInvalid) {
 		t.Fatalf("Config = %v, want ErrInvalid", err)
 	}
 }
 
 func TestConfigRefusesATruncatedImage(t *testing.T) {
 	data := imagetest.PNG(t, 4, 4)[:20]
-	_, _, err := imaging.Config(bytes.NewReader(data), "image/png")
-	if !errors.Is(err, imaging.ErrInvalid) {
+	_, _, err := image.Config(bytes.NewReader(data), "image/png")
+	if !errors.Is(err, image.ErrInvalid) {
 		t.Fatalf("Config = %v, want ErrInvalid", err)
 	}
 }
 
-func TestThumbDims(t *testing.T) {
+func TestCheckUpload(t *testing.T) {
 	cases := []struct {
-		name         string
-		w, h         int
-		wantW, wantH int
+		name, ownerType, ownerID, uploader string
+		wantErr                            string // substring; "" means valid
 	}{
-		{"a landscape image gets a 256 px width", 1000, 500, 256, 128},
-		{"a portrait image gets a 256 px height", 300, 900, 85, 256},
-		{"a square image becomes 256 by 256", 4000, 4000, 256, 256},
-		{"a small image is not upscaled", 100, 50, 100, 50},
-		{"an image of exactly 256 px keeps its size", 256, 10, 256, 10},
-		{"a 257 px image is scaled down", 257, 257, 256, 256},
-		{"a very thin image keeps at least one pixel", 10000, 3, 256, 1},
+		{"a valid owner and uploader are accepted", "product", "p1", "u1", ""},
+		{"a bad owner is refused before the uploader is looked at", "shop", "p1", "", "owner_type"},
+		{"a missing uploader is refused", "product", "p1", "", "uploader_id is required"},
+		{"an uploader with a slash is refused", "product", "p1", "u/1", "uploader_id may contain only"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			w, h := imaging.ThumbDims(c.w, c.h)
-			if w != c.wantW || h != c.wantH {
-				t.Fatalf("ThumbDims(%d, %d) = %d, %d; want %d, %d", c.w, c.h, w, h, c.wantW, c.wantH)
+			up, err := image.CheckUpload(c.ownerType, c.ownerID, c.uploader)
+			if c.wantErr == "" {
+				if err != nil || up.Owner != (image.Owner{Type: c.ownerType, ID: c.ownerID}) || up.UploaderID != c.uploader {
+					t.Fatalf("CheckUpload = %+v, %v", up, err)
+				}
+				return
+			}
+			if !errors.Is(err, image.ErrInvalid) || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("CheckUpload = %v, want ErrInvalid containing %q", err, c.wantErr)
 			}
 		})
 	}
 }
 
-func decodeBytes(t *testing.T, data []byte) image.Image {
-	t.Helper()
-	img, _, err := image.Decode(bytes.NewReader(data))
-	if err != nil {
-		t.Fatalf("decode: %v", err)
+func TestCheckSize(t *testing.T) {
+	if err := image.CheckSize(image.MaxBytes); err != nil {
+		t.Fatalf("CheckSize(MaxBytes) = %v, want nil", err)
 	}
-	return img
-}
-
-func TestThumbnail(t *testing.T) {
-	cases := []struct {
-		name         string
-		src          []byte
-		wantW, wantH int
-		wantType     string
-	}{
-		{"a landscape JPEG becomes a 256 px wide JPEG", imagetest.JPEG(t, 800, 400), 256, 128, "image/jpeg"},
-		{"a portrait PNG becomes a 256 px high JPEG", imagetest.PNG(t, 300, 600), 128, 256, "image/jpeg"},
-		{"a small GIF keeps its size", imagetest.GIF(t, 40, 30), 40, 30, "image/jpeg"},
-		{"a PNG with transparency becomes a PNG", imagetest.PNGAlpha(t, 600, 300), 256, 128, "image/png"},
-		{"a transparent WebP becomes a PNG", imagetest.WebP, 1, 1, "image/png"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			data, ct, w, h, err := imaging.Thumbnail(decodeBytes(t, c.src))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ct != c.wantType || w != c.wantW || h != c.wantH {
-				t.Fatalf("Thumbnail = %s %dx%d, want %s %dx%d", ct, w, h, c.wantType, c.wantW, c.wantH)
-			}
-			got := decodeBytes(t, data)
-			if b := got.Bounds(); b.Dx() != c.wantW || b.Dy() != c.wantH {
-				t.Fatalf("encoded thumbnail is %v", b)
-			}
-			var err2 error
-			switch ct {
-			case "image/jpeg":
-				_, err2 = jpeg.DecodeConfig(bytes.NewReader(data))
-			case "image/png":
-				_, err2 = png.DecodeConfig(bytes.NewReader(data))
-			}
-			if err2 != nil {
-				t.Fatalf("thumbnail is not a %s: %v", ct, err2)
-			}
-		})
+	err := image.CheckSize(image.MaxBytes + 1)
+	if !errors.Is(err, image.ErrTooLarge) || err.Error() != "the file is larger than 10 MiB" {
+		t.Fatalf("CheckSize(MaxBytes+1) = %v, want ErrTooLarge naming 10 MiB", err)
 	}
 }
 
-func TestThumbnailKeepsTransparentPixelsTransparent(t *testing.T) {
-	data, _, _, _, err := imaging.Thumbnail(decodeBytes(t, imagetest.PNGAlpha(t, 600, 300)))
+// The limits themselves are paging.Size's (tested there); this checks
+// that a list query goes through them and keeps its token.
+func TestListQueryNormalizeAppliesThePagingLimits(t *testing.T) {
+	q, err := image.ListQuery{OwnerType: "product", OwnerID: "p1", PageSize: 1000, PageToken: "tok"}.Normalize()
+	if err != nil || q.PageSize != paging.MaxSize || q.PageToken != "tok" {
+		t.Fatalf("Normalize = %+v, %v; want page size %d and the token kept", q, err, paging.MaxSize)
+	}
+	if q, _ := (image.ListQuery{OwnerType: "user", OwnerID: "u1"}).Normalize(); q.PageSize != paging.DefaultSize {
+		t.Fatalf("unset page size = %d, want %d", q.PageSize, paging.DefaultSize)
+	}
+	if _, err := (image.ListQuery{OwnerType: "shop", OwnerID: "p1"}).Normalize(); !errors.Is(err, image.ErrInvalid) {
+		t.Fatalf("Normalize(bad owner) = %v, want ErrInvalid", err)
+	}
+}
+
+func TestNew(t *testing.T) {
+	up, err := image.CheckUpload("product", "p1", "u1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := decodeBytes(t, data)
-	if _, _, _, a := img.At(10, 64).RGBA(); a != 0 {
-		t.Errorf("left half alpha = %d, want 0", a)
+	original := image.Blob{SHA256: "aa", ContentType: "image/png", Bytes: 10, Width: 4, Height: 4}
+	thumb := image.Blob{SHA256: "bb", ContentType: "image/jpeg", Bytes: 5, Width: 4, Height: 4}
+	now := time.Date(2024, 5, 1, 14, 0, 0, 0, time.FixedZone("CEST", 2*3600))
+
+	im, err := image.New("01J", up, original, thumb, now)
+	if err != nil {
+		t.Fatalf("New = %v", err)
 	}
-	if _, _, _, a := img.At(250, 64).RGBA(); a != 0xffff {
-		t.Errorf("right half alpha = %d, want opaque", a)
+	want := image.Image{ID: "01J", OwnerType: "product", OwnerID: "p1", UploaderID: "u1",
+		Original: original, Thumbnail: thumb, CreatedAt: now.UTC()}
+	if im != want || im.CreatedAt.Location() != time.UTC {
+		t.Fatalf("New = %+v, want %+v (in UTC)", im, want)
+	}
+
+	refusals := []struct {
+		name                string
+		id                  string
+		up                  image.Upload
+		original, thumbnail image.Blob
+	}{
+		{"an image without an ID is refused", "", up, original, thumb},
+		{"an image without an uploader is refused", "01J", image.Upload{Owner: up.Owner}, original, thumb},
+		{"an image without an owner is refused", "01J", image.Upload{UploaderID: "u1"}, original, thumb},
+		{"an original without a hash is refused", "01J", up, image.Blob{ContentType: "image/png"}, thumb},
+		{"a thumbnail without a type is refused", "01J", up, original, image.Blob{SHA256: "bb"}},
+	}
+	for _, c := range refusals {
+		t.Run(c.name, func(t *testing.T) {
+			if im, err := image.New(c.id, c.up, c.original, c.thumbnail, now); err == nil {
+				t.Fatalf("New = %+v, want an error", im)
+			}
+		})
+	}
+}
+
+func TestOnlyTheUploaderMayDelete(t *testing.T) {
+	im := image.Image{ID: "01J", UploaderID: "u1"}
+	if err := im.CheckUploader("u1"); err != nil {
+		t.Fatalf("CheckUploader(uploader) = %v", err)
+	}
+	for _, caller := range []string{"u2", ""} {
+		err := im.CheckUploader(caller)
+		if !errors.Is(err, image.ErrForbidden) || err.Error() != "only the uploader may delete image 01J" {
+			t.Errorf("CheckUploader(%q) = %v, want ErrForbidden", caller, err)
+		}
 	}
 }

@@ -1,0 +1,442 @@
+// Package saga orchestrates the checkout: reserve stock for every line,
+// charge the buyer, commit the stock, and undo in reverse on failure. Each
+// step is persisted before its work starts, and every remote call is
+// idempotent (reservation IDs and payment keys derive from the order ID), so
+// a step may always be repeated after a crash.
+//
+// The charge is the pivot. Before the charge is attempted, an interruption
+// (a dependency down, or this process killed) drives the order back: its
+// reservations are released and it fails. From the moment the charge is
+// attempted the order is driven forward: the charge is asked for again with
+// the same key (the provider answers with the charge it made, if any), then
+// the stock is committed. Only a refusal (declined card, stock gone, a
+// reservation expired before it could be committed) turns it back, and then
+// the charge is refunded.
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	merrors "go-micro.dev/v4/errors"
+
+	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
+	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
+	"github.com/marketmesh/marketmesh/services/orders/internal/order"
+	"github.com/marketmesh/marketmesh/services/orders/internal/payment"
+	"github.com/marketmesh/marketmesh/services/orders/internal/store"
+)
+
+// Stock is the publications service's stock API as the saga uses it.
+type Stock interface {
+	Reserve(ctx context.Context, r publicationsrpc.ReserveRequest) (*publicationsrpc.Reservation, error)
+	Commit(ctx context.Context, reservationID string) (*publicationsrpc.Reservation, error)
+	Release(ctx context.Context, reservationID string) (*publicationsrpc.Reservation, error)
+	Restock(ctx context.Context, reservationID string) (*publicationsrpc.Reservation, error)
+}
+
+// Notifier is told when events are in the outbox.
+type Notifier interface{ Notify() }
+
+// Options tune the saga.
+type Options struct {
+	// ReservationTTL is how long stock stays held for an order that is not
+	// committed (it must cover a pending payment's confirmation).
+	ReservationTTL time.Duration
+	// RecoverEvery is how often orders left mid-way are looked for.
+	RecoverEvery time.Duration
+	// StepTimeout bounds each remote call of a step.
+	StepTimeout time.Duration
+}
+
+// Saga drives orders. One process drives an order at a time: a request and
+// the recovery loop never work on the same order together.
+type Saga struct {
+	store *store.Store
+	stock Stock
+	pay   payment.Provider
+	relay Notifier
+	opts  Options
+	now   func() time.Time
+
+	mu     sync.Mutex
+	active map[string]bool
+}
+
+// New returns the saga.
+func New(s *store.Store, stock Stock, pay payment.Provider, relay Notifier, o Options) *Saga {
+	if o.ReservationTTL <= 0 {
+		o.ReservationTTL = 15 * time.Minute
+	}
+	if o.RecoverEvery <= 0 {
+		o.RecoverEvery = 5 * time.Second
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = 5 * time.Second
+	}
+	return &Saga{store: s, stock: stock, pay: pay, relay: relay, opts: o,
+		now: func() time.Time { return time.Now().UTC() }, active: map[string]bool{}}
+}
+
+// Notify wakes the outbox relay (events were appended outside the saga).
+func (s *Saga) Notify() { s.relay.Notify() }
+
+// Provider is the payment provider the saga charges through.
+func (s *Saga) Provider() payment.Provider { return s.pay }
+
+func (s *Saga) claim(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active[id] {
+		return false
+	}
+	s.active[id] = true
+	return true
+}
+
+func (s *Saga) unclaim(id string) {
+	s.mu.Lock()
+	delete(s.active, id)
+	s.mu.Unlock()
+}
+
+// Drive runs the order's saga as far as it can go now and returns the order
+// as it then stands. If another goroutine drives it, Drive waits for it.
+func (s *Saga) Drive(ctx context.Context, id string) (order.Order, error) {
+	for !s.claim(id) {
+		select {
+		case <-ctx.Done():
+			return order.Order{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	defer s.unclaim(id)
+	return s.drive(ctx, id, false)
+}
+
+// drive loops over the steps. recovering is true when the process that
+// started the order is gone: an order not yet charged is then driven back.
+func (s *Saga) drive(ctx context.Context, id string, recovering bool) (order.Order, error) {
+	o, err := s.store.Get(id)
+	if err != nil {
+		return o, err
+	}
+	if recovering && o.Step == order.StepReserving {
+		if o, err = s.fail(id, ordersrpc.ReasonServiceUnavailable, "the order was interrupted before payment; nothing was charged"); err != nil {
+			return o, err
+		}
+	}
+	for {
+		var stop bool
+		switch o.Step {
+		case order.StepReserving:
+			o, stop, err = s.reserve(ctx, o)
+		case order.StepCharging:
+			o, stop, err = s.charge(ctx, o)
+		case order.StepAwaitingPayment:
+			o, stop, err = s.awaitPayment(ctx, o, recovering)
+		case order.StepCommitting:
+			o, stop, err = s.commit(ctx, o)
+		case order.StepCompensating, order.StepCancelling:
+			o, stop, err = s.compensate(ctx, o)
+		case order.StepDone:
+			return o, nil
+		default:
+			return o, fmt.Errorf("saga: order %s in unknown step %q", o.ID, o.Step)
+		}
+		if err != nil || stop {
+			return o, err
+		}
+	}
+}
+
+// callCtx bounds one remote call.
+func (s *Saga) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.opts.StepTimeout)
+}
+
+// reserve holds stock for each line not yet held and records its snapshot.
+func (s *Saga) reserve(ctx context.Context, o order.Order) (order.Order, bool, error) {
+	for i := range o.Lines {
+		if o.Lines[i].ReservationStatus != order.ResNone {
+			continue
+		}
+		fault("reserve")
+		l := o.Lines[i]
+		cctx, cancel := s.callCtx(ctx)
+		r, err := s.stock.Reserve(cctx, publicationsrpc.ReserveRequest{ReservationID: l.ReservationID,
+			PublicationID: l.PublicationID, Quantity: l.Quantity, TTLSeconds: int64(s.opts.ReservationTTL / time.Second)})
+		cancel()
+		if err != nil {
+			reason, msg := reserveFailure(l.PublicationID, err)
+			o, err = s.fail(o.ID, reason, msg)
+			return o, false, err
+		}
+		o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
+			o.Reserved(i, order.Snapshot{ProductID: r.ProductID, SellerID: r.SellerID, Title: r.Title, UnitPrice: r.UnitPrice}, s.now())
+			return nil
+		})
+		if err != nil {
+			return o, true, err
+		}
+		fault("reserved")
+	}
+	o, err := s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
+		if reason, msg := o.ReservationsDone(s.now()); reason != "" {
+			o.Fail(reason, msg, s.now())
+		}
+		return nil
+	})
+	return o, err != nil, err
+}
+
+// reserveFailure names why a reservation was refused.
+func reserveFailure(pub string, err error) (string, string) {
+	var me *merrors.Error
+	if errors.As(err, &me) {
+		switch {
+		case me.Id == ordersrpc.ReasonOutOfStock:
+			return ordersrpc.ReasonOutOfStock, me.Detail
+		case me.Code == http.StatusNotFound || me.Code == http.StatusConflict || me.Code == http.StatusUnprocessableEntity:
+			return ordersrpc.ReasonPublicationUnavailable, me.Detail
+		}
+	}
+	slog.Warn("saga: reservation failed; the order is turned back", "publication", pub, "err", err)
+	return ordersrpc.ReasonServiceUnavailable, "the publications service is unavailable; nothing was charged, try again"
+}
+
+// charge asks the provider for the charge (again, after a crash: same key).
+func (s *Saga) charge(ctx context.Context, o order.Order) (order.Order, bool, error) {
+	fault("charge")
+	cctx, cancel := s.callCtx(ctx)
+	c, err := s.pay.Charge(cctx, payment.ChargeRequest{IdempotencyKey: o.Payment.IdempotencyKey, OrderID: o.ID,
+		CardToken: o.Payment.CardToken, Amount: o.Total})
+	cancel()
+	if err != nil {
+		slog.Error("saga: charge failed", "order", o.ID, "err", err)
+		o, err = s.fail(o.ID, ordersrpc.ReasonPaymentError, "the payment provider could not take the payment; nothing was charged")
+		return o, false, err
+	}
+	fault("charged")
+	if c.Status == payment.StatusPending && o.Step == order.StepAwaitingPayment {
+		return o, true, nil // still pending: nothing new to record
+	}
+	o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
+		switch c.Status {
+		case payment.StatusSucceeded, payment.StatusPending:
+			o.Charged(s.pay.Name(), c.ID, c.Status, s.now())
+		default:
+			o.Charged(s.pay.Name(), c.ID, ordersrpc.PaymentFailed, s.now())
+			o.PaymentFailed(s.now())
+			o.Fail(ordersrpc.ReasonPaymentDeclined, "the card was declined", s.now())
+		}
+		return nil
+	})
+	return o, err != nil, err
+}
+
+// awaitPayment stops: the provider confirms through the webhook. On
+// recovery it asks the provider (same key) whether the charge has settled.
+func (s *Saga) awaitPayment(ctx context.Context, o order.Order, recovering bool) (order.Order, bool, error) {
+	if !recovering {
+		return o, true, nil
+	}
+	return s.charge(ctx, o)
+}
+
+// commit turns every held reservation into a sale, then marks the order paid.
+func (s *Saga) commit(ctx context.Context, o order.Order) (order.Order, bool, error) {
+	for i := range o.Lines {
+		if o.Lines[i].ReservationStatus != order.ResHeld {
+			continue
+		}
+		fault("commit")
+		cctx, cancel := s.callCtx(ctx)
+		_, err := s.stock.Commit(cctx, o.Lines[i].ReservationID)
+		cancel()
+		var me *merrors.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &me) && (me.Code == http.StatusConflict || me.Code == http.StatusNotFound):
+			o, err = s.fail(o.ID, ordersrpc.ReasonReservationExpired, "the stock held for this order was released before payment completed; the charge is refunded")
+			return o, false, err
+		default:
+			// Charged: go forward. The recovery loop tries again.
+			slog.Warn("saga: commit failed; will retry", "order", o.ID, "reservation", o.Lines[i].ReservationID, "err", err)
+			return o, true, nil
+		}
+		o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
+			o.Committed(i, s.now())
+			return nil
+		})
+		if err != nil {
+			return o, true, err
+		}
+	}
+	fault("committed")
+	o, err := s.store.Update(o.ID, func(o *order.Order, t *store.Tx) error {
+		o.Paid(s.now())
+		if o.FromCart {
+			if err := t.CartBought(o, s.now()); err != nil {
+				return err
+			}
+		}
+		if err := t.Emit(ordersrpc.TopicOrderPaid, o.Event("", s.now())); err != nil {
+			return err
+		}
+		return t.FinishIdempotency(o.BuyerID, o.IdempotencyKey, response(o))
+	})
+	s.relay.Notify()
+	return o, true, err
+}
+
+// fail turns the order back with reason.
+func (s *Saga) fail(id, reason, msg string) (order.Order, error) {
+	return s.store.Update(id, func(o *order.Order, _ *store.Tx) error {
+		if o.Step == order.StepDone || o.Step == order.StepCompensating {
+			return nil
+		}
+		o.Fail(reason, msg, s.now())
+		return nil
+	})
+}
+
+// compensate undoes in reverse: refund if a charge was attempted, then put
+// every line's stock back (release a held reservation, restock a committed
+// one). A cancellation ends cancelled, anything else failed.
+func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool, error) {
+	if o.ChargeStarted && o.Payment.Status != ordersrpc.PaymentRefunded {
+		fault("refund")
+		cctx, cancel := s.callCtx(ctx)
+		r, err := s.pay.Refund(cctx, payment.RefundRequest{IdempotencyKey: o.RefundKey(), ChargeKey: o.Payment.IdempotencyKey})
+		cancel()
+		if err != nil {
+			slog.Warn("saga: refund failed; will retry", "order", o.ID, "err", err)
+			return o, true, nil
+		}
+		o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
+			switch r.Status {
+			case payment.StatusSucceeded:
+				o.Refunded(s.now())
+			case payment.StatusCanceled:
+				o.PaymentFailed(s.now())
+				o.Payment.Status = ordersrpc.PaymentRefunded
+			default: // nothing was charged
+				if o.Payment.Status != ordersrpc.PaymentFailed {
+					o.PaymentFailed(s.now())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return o, true, err
+		}
+		fault("refunded")
+	}
+	for i := len(o.Lines) - 1; i >= 0; i-- {
+		l := o.Lines[i]
+		// A line never reserved may still have been, if the process died
+		// between the call and its record: release by ID anyway (harmless).
+		if l.ReservationStatus == order.ResReleased || l.ReservationStatus == order.ResRestocked {
+			continue
+		}
+		fault("release")
+		cctx, cancel := s.callCtx(ctx)
+		var err error
+		status := order.ResReleased
+		if l.ReservationStatus == order.ResCommitted {
+			status = order.ResRestocked
+			_, err = s.stock.Restock(cctx, l.ReservationID)
+		} else {
+			_, err = s.stock.Release(cctx, l.ReservationID)
+		}
+		cancel()
+		var me *merrors.Error
+		if err != nil && !(errors.As(err, &me) && me.Code == http.StatusNotFound) {
+			slog.Warn("saga: giving back stock failed; will retry", "order", o.ID, "reservation", l.ReservationID, "err", err)
+			return o, true, nil
+		}
+		o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
+			o.Released(i, status, s.now())
+			return nil
+		})
+		if err != nil {
+			return o, true, err
+		}
+	}
+	o, err := s.store.Update(o.ID, func(o *order.Order, t *store.Tx) error {
+		cancelled := o.Step == order.StepCancelling
+		o.Compensated(s.now())
+		topic := ""
+		switch {
+		case cancelled:
+			topic = ordersrpc.TopicOrderCancelled
+		case o.FailureReason == ordersrpc.ReasonPaymentDeclined || o.FailureReason == ordersrpc.ReasonPaymentError:
+			topic = ordersrpc.TopicOrderPaymentFailed
+		}
+		if topic != "" {
+			if err := t.Emit(topic, o.Event("", s.now())); err != nil {
+				return err
+			}
+		}
+		return t.FinishIdempotency(o.BuyerID, o.IdempotencyKey, response(o))
+	})
+	s.relay.Notify()
+	return o, true, err
+}
+
+// response is what an idempotent request that made or changed o answers.
+func response(o *order.Order) ordersrpc.Order { return o.RPC("") }
+
+// Recover drives every order left mid-way that nobody drives now. At
+// start-up, every active order is such an order.
+func (s *Saga) Recover(ctx context.Context) {
+	ids, err := s.store.Active()
+	if err != nil {
+		slog.Error("saga: list active orders", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		if !s.claim(id) {
+			continue
+		}
+		o, err := s.drive(ctx, id, true)
+		s.unclaim(id)
+		if err != nil {
+			slog.Warn("saga: recovery could not finish an order; will retry", "order", id, "step", o.Step, "err", err)
+		} else if o.Step != order.StepAwaitingPayment {
+			slog.Info("saga: recovered order", "order", id, "status", o.Status, "step", o.Step)
+		}
+	}
+}
+
+// Run recovers at start and then every RecoverEvery until ctx ends.
+func (s *Saga) Run(ctx context.Context) {
+	t := time.NewTicker(s.opts.RecoverEvery)
+	defer t.Stop()
+	for {
+		s.Recover(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Kick drives an order in the background (a webhook moved it on).
+func (s *Saga) Kick(ctx context.Context, id string) {
+	go func() {
+		if _, err := s.Drive(context.WithoutCancel(ctx), id); err != nil {
+			slog.Warn("saga: driving order after webhook", "order", id, "err", err)
+		}
+	}()
+}
