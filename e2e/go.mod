@@ -3,8 +3,10 @@ module github.com/marketmesh/marketmesh/e2e
 go 1.26.0
 
 require (
+	github.com/go-micro/plugins/v4/client/grpc v1.2.1
 	github.com/marketmesh/marketmesh/contracts v0.0.0-00010101000000-000000000000
 	github.com/marketmesh/marketmesh/plugins v0.0.0-00010101000000-000000000000
+	go-micro.dev/v4 v4.11.0
 	go.etcd.io/bbolt v1.4.3
 )
 
@@ -23,7 +25,6 @@ require (
 	github.com/go-git/gcfg v1.5.0 // indirect
 	github.com/go-git/go-billy/v5 v5.3.1 // indirect
 	github.com/go-git/go-git/v5 v5.4.2 // indirect
-	github.com/go-micro/plugins/v4/client/grpc v1.2.1 // indirect
 	github.com/go-micro/plugins/v4/registry/consul v1.2.1 // indirect
 	github.com/go-micro/plugins/v4/server/grpc v1.2.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
@@ -66,7 +67,6 @@ require (
 	github.com/urfave/cli/v2 v2.25.7 // indirect
 	github.com/xanzy/ssh-agent v0.3.0 // indirect
 	github.com/xrash/smetrics v0.0.0-20201216005158-039620a65673 // indirect
-	go-micro.dev/v4 v4.11.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/exp v0.0.0-20260218203240-3dfff04db8fa // indirect

@@ -18,6 +18,7 @@ import (
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/services/orders/internal/fault"
 	"github.com/marketmesh/marketmesh/services/orders/internal/order"
 	"github.com/marketmesh/marketmesh/services/orders/internal/payment"
 	"github.com/marketmesh/marketmesh/services/orders/internal/saga"
@@ -104,6 +105,11 @@ func (h *Orders) place(ctx context.Context, endpoint string, req any, d order.Dr
 	})
 	if err != nil {
 		return rpcError(err)
+	}
+	if fault.Fire("drop_reply") {
+		// Tests: the order is made but its answer never reaches the caller,
+		// as when a connection drops; the caller's retry must not make another.
+		return merrors.Timeout(id, "the reply was lost (fault point drop_reply)")
 	}
 	*rsp = out
 	return nil

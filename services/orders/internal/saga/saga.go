@@ -27,6 +27,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
+	"github.com/marketmesh/marketmesh/services/orders/internal/fault"
 	"github.com/marketmesh/marketmesh/services/orders/internal/order"
 	"github.com/marketmesh/marketmesh/services/orders/internal/payment"
 	"github.com/marketmesh/marketmesh/services/orders/internal/store"
@@ -166,7 +167,7 @@ func (s *Saga) reserve(ctx context.Context, o order.Order) (order.Order, bool, e
 		if o.Lines[i].ReservationStatus != order.ResNone {
 			continue
 		}
-		fault("reserve")
+		fault.Crash("reserve")
 		l := o.Lines[i]
 		cctx, cancel := s.callCtx(ctx)
 		r, err := s.stock.Reserve(cctx, publicationsrpc.ReserveRequest{ReservationID: l.ReservationID,
@@ -184,7 +185,7 @@ func (s *Saga) reserve(ctx context.Context, o order.Order) (order.Order, bool, e
 		if err != nil {
 			return o, true, err
 		}
-		fault("reserved")
+		fault.Crash("reserved")
 	}
 	o, err := s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
 		if reason, msg := o.ReservationsDone(s.now()); reason != "" {
@@ -212,7 +213,7 @@ func reserveFailure(pub string, err error) (string, string) {
 
 // charge asks the provider for the charge (again, after a crash: same key).
 func (s *Saga) charge(ctx context.Context, o order.Order) (order.Order, bool, error) {
-	fault("charge")
+	fault.Crash("charge")
 	cctx, cancel := s.callCtx(ctx)
 	c, err := s.pay.Charge(cctx, payment.ChargeRequest{IdempotencyKey: o.Payment.IdempotencyKey, OrderID: o.ID,
 		CardToken: o.Payment.CardToken, Amount: o.Total})
@@ -222,7 +223,7 @@ func (s *Saga) charge(ctx context.Context, o order.Order) (order.Order, bool, er
 		o, err = s.fail(o.ID, ordersrpc.ReasonPaymentError, "the payment provider could not take the payment; nothing was charged")
 		return o, false, err
 	}
-	fault("charged")
+	fault.Crash("charged")
 	if c.Status == payment.StatusPending && o.Step == order.StepAwaitingPayment {
 		return o, true, nil // still pending: nothing new to record
 	}
@@ -255,7 +256,7 @@ func (s *Saga) commit(ctx context.Context, o order.Order) (order.Order, bool, er
 		if o.Lines[i].ReservationStatus != order.ResHeld {
 			continue
 		}
-		fault("commit")
+		fault.Crash("commit")
 		cctx, cancel := s.callCtx(ctx)
 		_, err := s.stock.Commit(cctx, o.Lines[i].ReservationID)
 		cancel()
@@ -278,7 +279,7 @@ func (s *Saga) commit(ctx context.Context, o order.Order) (order.Order, bool, er
 			return o, true, err
 		}
 	}
-	fault("committed")
+	fault.Crash("committed")
 	o, err := s.store.Update(o.ID, func(o *order.Order, t *store.Tx) error {
 		o.Paid(s.now())
 		if o.FromCart {
@@ -311,7 +312,7 @@ func (s *Saga) fail(id, reason, msg string) (order.Order, error) {
 // one). A cancellation ends cancelled, anything else failed.
 func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool, error) {
 	if o.ChargeStarted && o.Payment.Status != ordersrpc.PaymentRefunded {
-		fault("refund")
+		fault.Crash("refund")
 		cctx, cancel := s.callCtx(ctx)
 		r, err := s.pay.Refund(cctx, payment.RefundRequest{IdempotencyKey: o.RefundKey(), ChargeKey: o.Payment.IdempotencyKey})
 		cancel()
@@ -336,7 +337,7 @@ func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool
 		if err != nil {
 			return o, true, err
 		}
-		fault("refunded")
+		fault.Crash("refunded")
 	}
 	for i := len(o.Lines) - 1; i >= 0; i-- {
 		l := o.Lines[i]
@@ -345,7 +346,7 @@ func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool
 		if l.ReservationStatus == order.ResReleased || l.ReservationStatus == order.ResRestocked {
 			continue
 		}
-		fault("release")
+		fault.Crash("release")
 		cctx, cancel := s.callCtx(ctx)
 		var err error
 		status := order.ResReleased
