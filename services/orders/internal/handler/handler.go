@@ -94,10 +94,7 @@ func (h *Orders) place(ctx context.Context, endpoint string, req any, d order.Dr
 		if idem != nil {
 			idem.OrderID, o.IdempotencyKey = o.ID, idem.Key
 		}
-		if err := h.store.Create(o, idem); err != nil {
-			return ordersrpc.Order{}, err
-		}
-		o, err = h.saga.Drive(ctx, o.ID)
+		o, err = h.saga.Place(ctx, o, idem)
 		if err != nil {
 			return ordersrpc.Order{}, err
 		}

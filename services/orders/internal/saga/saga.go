@@ -106,6 +106,20 @@ func (s *Saga) unclaim(id string) {
 	s.mu.Unlock()
 }
 
+// Place stores a new order (with its idempotency record) and drives its
+// saga. The order is claimed before it is stored, so the recovery loop never
+// mistakes it for one left behind by a crash.
+func (s *Saga) Place(ctx context.Context, o order.Order, idem *store.Idempotency) (order.Order, error) {
+	if !s.claim(o.ID) {
+		return o, fmt.Errorf("saga: order %s is claimed already", o.ID)
+	}
+	defer s.unclaim(o.ID)
+	if err := s.store.Create(o, idem); err != nil {
+		return o, err
+	}
+	return s.drive(ctx, o.ID, false)
+}
+
 // Drive runs the order's saga as far as it can go now and returns the order
 // as it then stands. If another goroutine drives it, Drive waits for it.
 func (s *Saga) Drive(ctx context.Context, id string) (order.Order, error) {
