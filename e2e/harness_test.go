@@ -242,7 +242,7 @@ func startMesh(t testing.TB, extraEnv ...string) *mesh {
 	}
 	m.api.start()
 	for _, s := range services {
-		m.consul.WaitPassing(t, "marketmesh."+s, 1, 15*time.Second)
+		m.consul.WaitPassing(t, "marketmesh."+s, 1, 30*time.Second) // a loaded 2-core CI machine syncs checks slowly
 	}
 	meshtest.Eventually(t, 10*time.Second, func() error {
 		st, _, _ := m.call("GET", "/readyz", "", nil)

@@ -104,12 +104,9 @@ func (b *breakers) newBreaker(service, endpoint, nodeID string) *gobreaker.Circu
 func (b *breakers) wrapCall(next client.CallFunc) client.CallFunc {
 	return func(ctx context.Context, node *registry.Node, req client.Request, rsp interface{}, opts client.CallOptions) error {
 		// One attempt may take RequestTimeout (or the call's own Timeout); the
-		// call's deadline covers all attempts.
-		d := opts.RequestTimeout
-		if d <= 0 {
-			d = b.live.Get().RequestTimeout.D()
-		}
-		ctx, cancel := context.WithTimeout(ctx, d)
+		// call's deadline covers all attempts. (opts.RequestTimeout is no
+		// guide: go-micro sets it to the time left for the whole call.)
+		ctx, cancel := context.WithTimeout(ctx, attemptTimeout(opts.Context, b.live.Get().RequestTimeout.D()))
 		defer cancel()
 		cb := b.get(req.Service(), req.Endpoint(), node.Id)
 		_, err := cb.Execute(func() (struct{}, error) {

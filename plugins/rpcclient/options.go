@@ -107,8 +107,13 @@ func callTimeout(opts []client.CallOption, def time.Duration) time.Duration {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.Context != nil {
-		if d, ok := o.Context.Value(timeoutKey{}).(time.Duration); ok && d > 0 {
+	return attemptTimeout(o.Context, def)
+}
+
+// attemptTimeout is the Timeout carried by call options' context, else def.
+func attemptTimeout(ctx context.Context, def time.Duration) time.Duration {
+	if ctx != nil {
+		if d, ok := ctx.Value(timeoutKey{}).(time.Duration); ok && d > 0 {
 			return d
 		}
 	}

@@ -403,6 +403,29 @@ func TestClient(t *testing.T) {
 		}
 	})
 
+	t.Run("a call's own Timeout replaces the request timeout for its attempt, and only for it", func(t *testing.T) {
+		const svc = "marketmesh.echo-timeout"
+		node, _ := startNode(t, agent, svc)
+		agent.WaitPassing(t, svc, 1, 5*time.Second)
+		live := config.NewLive(testRPC)
+		next := testRPC
+		next.RequestTimeout = config.Duration(100 * time.Millisecond)
+		live.Set(next)
+		c := rpcclient.New(service.NewRegistry(config.Consul{Address: agent.Addr}, "", ""), live,
+			rpcclient.Metrics(prometheus.NewRegistry()))
+		node.mode.Store(hang)
+		r := call(ctx, c, svc, "Echo.Say", rpcclient.Timeout(600*time.Millisecond))
+		require503(t, r, "")
+		if r.took < 550*time.Millisecond || r.took > 1500*time.Millisecond {
+			t.Fatalf("with Timeout(600ms) over a 100ms request timeout the hung call took %v", r.took)
+		}
+		r = call(ctx, c, svc, "Echo.Say")
+		require503(t, r, "")
+		if r.took > 400*time.Millisecond {
+			t.Fatalf("without Timeout the hung call took %v, want about the 100ms request timeout", r.took)
+		}
+	})
+
 	t.Run("a caller's earlier deadline wins over the request timeout", func(t *testing.T) {
 		const svc = "marketmesh.echo-deadline"
 		node, _ := startNode(t, agent, svc)
