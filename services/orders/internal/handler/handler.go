@@ -115,8 +115,8 @@ func (h *Orders) place(ctx context.Context, endpoint string, req any, d order.Dr
 // finish records the answer of an idempotent request (unless the saga did).
 func (h *Orders) finish(o order.Order, idem *store.Idempotency) (ordersrpc.Order, error) {
 	out := o.RPC("")
-	if idem == nil {
-		return out, nil
+	if idem == nil || o.Step == order.StepDone {
+		return out, nil // the saga's last transaction recorded the answer
 	}
 	_, err := h.store.Update(o.ID, func(_ *order.Order, t *store.Tx) error {
 		return t.FinishIdempotency(idem.User, idem.Key, out)

@@ -112,7 +112,7 @@ func (s *Sandbox) Charge(_ context.Context, r ChargeRequest) (Charge, error) {
 		return Charge{}, errors.New("payment: a charge needs an idempotency key and a positive amount")
 	}
 	var out Charge
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error { // concurrent charges share a commit
 		b := tx.Bucket(chargesBucket)
 		if raw := b.Get([]byte(r.IdempotencyKey)); raw != nil {
 			var rec chargeRecord

@@ -175,33 +175,44 @@ func (s *Saga) callCtx(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithTimeout(context.WithoutCancel(ctx), s.opts.StepTimeout)
 }
 
-// reserve holds stock for each line not yet held and records its snapshot.
+// reserve holds stock for every line not yet held, the calls in parallel,
+// then records every reservation's snapshot and the total in one
+// transaction, which also moves the order to charging. A crash before that
+// transaction leaves the order reserving: recovery turns it back, releasing
+// every line's derived reservation ID (unknown ones are not an error).
 func (s *Saga) reserve(ctx context.Context, o order.Order) (order.Order, bool, error) {
-	for i := range o.Lines {
-		if o.Lines[i].ReservationStatus != order.ResNone {
-			continue
+	snaps := make([]*publicationsrpc.Reservation, len(o.Lines))
+	errs := make([]error, len(o.Lines))
+	var wg sync.WaitGroup
+	for i, l := range o.Lines {
+		if l.ReservationStatus != order.ResNone {
+			continue // recorded by an earlier version of this step
 		}
-		fault.Crash("reserve")
-		l := o.Lines[i]
-		cctx, cancel := s.callCtx(ctx)
-		r, err := s.stock.Reserve(cctx, publicationsrpc.ReserveRequest{ReservationID: l.ReservationID,
-			PublicationID: l.PublicationID, Quantity: l.Quantity, TTLSeconds: int64(s.opts.ReservationTTL / time.Second)})
-		cancel()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fault.Crash("reserve")
+			cctx, cancel := s.callCtx(ctx)
+			defer cancel()
+			snaps[i], errs[i] = s.stock.Reserve(cctx, publicationsrpc.ReserveRequest{ReservationID: l.ReservationID,
+				PublicationID: l.PublicationID, Quantity: l.Quantity, TTLSeconds: int64(s.opts.ReservationTTL / time.Second)})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
-			reason, msg := reserveFailure(l.PublicationID, err)
+			reason, msg := reserveFailure(o.Lines[i].PublicationID, err)
 			o, err = s.fail(o.ID, reason, msg)
 			return o, false, err
 		}
-		o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
-			o.Reserved(i, order.Snapshot{ProductID: r.ProductID, SellerID: r.SellerID, Title: r.Title, UnitPrice: r.UnitPrice}, s.now())
-			return nil
-		})
-		if err != nil {
-			return o, true, err
-		}
-		fault.Crash("reserved")
 	}
+	fault.Crash("reserved")
 	o, err := s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
+		for i, r := range snaps {
+			if r != nil {
+				o.Reserved(i, order.Snapshot{ProductID: r.ProductID, SellerID: r.SellerID, Title: r.Title, UnitPrice: r.UnitPrice}, s.now())
+			}
+		}
 		if reason, msg := o.ReservationsDone(s.now()); reason != "" {
 			o.Fail(reason, msg, s.now())
 		}
@@ -264,16 +275,28 @@ func (s *Saga) awaitPayment(ctx context.Context, o order.Order, recovering bool)
 	return s.charge(ctx, o)
 }
 
-// commit turns every held reservation into a sale, then marks the order paid.
+// commit turns every held reservation into a sale, the calls in parallel,
+// then marks the order paid in one transaction with its order.paid event.
+// The charge is made: a dependency down means trying again later (commit is
+// idempotent); a reservation that expired meanwhile turns the order back.
 func (s *Saga) commit(ctx context.Context, o order.Order) (order.Order, bool, error) {
-	for i := range o.Lines {
-		if o.Lines[i].ReservationStatus != order.ResHeld {
+	errs := make([]error, len(o.Lines))
+	var wg sync.WaitGroup
+	for i, l := range o.Lines {
+		if l.ReservationStatus == order.ResCommitted {
 			continue
 		}
-		fault.Crash("commit")
-		cctx, cancel := s.callCtx(ctx)
-		_, err := s.stock.Commit(cctx, o.Lines[i].ReservationID)
-		cancel()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fault.Crash("commit")
+			cctx, cancel := s.callCtx(ctx)
+			defer cancel()
+			_, errs[i] = s.stock.Commit(cctx, l.ReservationID)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
 		var me *merrors.Error
 		switch {
 		case err == nil:
@@ -281,20 +304,15 @@ func (s *Saga) commit(ctx context.Context, o order.Order) (order.Order, bool, er
 			o, err = s.fail(o.ID, ordersrpc.ReasonReservationExpired, "the stock held for this order was released before payment completed; the charge is refunded")
 			return o, false, err
 		default:
-			// Charged: go forward. The recovery loop tries again.
 			slog.Warn("saga: commit failed; will retry", "order", o.ID, "reservation", o.Lines[i].ReservationID, "err", err)
 			return o, true, nil
-		}
-		o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
-			o.Committed(i, s.now())
-			return nil
-		})
-		if err != nil {
-			return o, true, err
 		}
 	}
 	fault.Crash("committed")
 	o, err := s.store.Update(o.ID, func(o *order.Order, t *store.Tx) error {
+		for i := range o.Lines {
+			o.Committed(i, s.now())
+		}
 		o.Paid(s.now())
 		if o.FromCart {
 			if err := t.CartBought(o, s.now()); err != nil {
@@ -322,71 +340,55 @@ func (s *Saga) fail(id, reason, msg string) (order.Order, error) {
 }
 
 // compensate undoes in reverse: refund if a charge was attempted, then put
-// every line's stock back (release a held reservation, restock a committed
-// one). A cancellation ends cancelled, anything else failed.
+// every line's stock back (release a held reservation; restock a committed
+// one, which a release answers with a conflict), then one transaction ends
+// the order: cancelled for a cancellation, failed otherwise. Every call is
+// idempotent, so a crash anywhere here only means doing it again.
 func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool, error) {
+	refund := payment.Refund{Status: "none"}
 	if o.ChargeStarted && o.Payment.Status != ordersrpc.PaymentRefunded {
 		fault.Crash("refund")
 		cctx, cancel := s.callCtx(ctx)
-		r, err := s.pay.Refund(cctx, payment.RefundRequest{IdempotencyKey: o.RefundKey(), ChargeKey: o.Payment.IdempotencyKey})
+		var err error
+		refund, err = s.pay.Refund(cctx, payment.RefundRequest{IdempotencyKey: o.RefundKey(), ChargeKey: o.Payment.IdempotencyKey})
 		cancel()
 		if err != nil {
 			slog.Warn("saga: refund failed; will retry", "order", o.ID, "err", err)
 			return o, true, nil
 		}
-		o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
-			switch r.Status {
-			case payment.StatusSucceeded:
-				o.Refunded(s.now())
-			case payment.StatusCanceled:
-				o.PaymentFailed(s.now())
-				o.Payment.Status = ordersrpc.PaymentRefunded
-			default: // nothing was charged
-				if o.Payment.Status != ordersrpc.PaymentFailed {
-					o.PaymentFailed(s.now())
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return o, true, err
-		}
-		fault.Crash("refunded")
 	}
+	back := make([]string, len(o.Lines))
 	for i := len(o.Lines) - 1; i >= 0; i-- {
 		l := o.Lines[i]
-		// A line never reserved may still have been, if the process died
-		// between the call and its record: release by ID anyway (harmless).
 		if l.ReservationStatus == order.ResReleased || l.ReservationStatus == order.ResRestocked {
+			back[i] = l.ReservationStatus
 			continue
 		}
 		fault.Crash("release")
-		cctx, cancel := s.callCtx(ctx)
-		var err error
-		status := order.ResReleased
-		if l.ReservationStatus == order.ResCommitted {
-			status = order.ResRestocked
-			_, err = s.stock.Restock(cctx, l.ReservationID)
-		} else {
-			_, err = s.stock.Release(cctx, l.ReservationID)
-		}
-		cancel()
-		var me *merrors.Error
-		if err != nil && !(errors.As(err, &me) && me.Code == http.StatusNotFound) {
+		status, err := s.giveBack(ctx, l)
+		if err != nil {
 			slog.Warn("saga: giving back stock failed; will retry", "order", o.ID, "reservation", l.ReservationID, "err", err)
 			return o, true, nil
 		}
-		o, err = s.store.Update(o.ID, func(o *order.Order, _ *store.Tx) error {
-			o.Released(i, status, s.now())
-			return nil
-		})
-		if err != nil {
-			return o, true, err
-		}
+		back[i] = status
 	}
 	o, err := s.store.Update(o.ID, func(o *order.Order, t *store.Tx) error {
+		now := s.now()
+		switch refund.Status {
+		case payment.StatusSucceeded:
+			o.Refunded(now)
+		case payment.StatusCanceled:
+			o.Payment.Status = ordersrpc.PaymentRefunded
+		default: // nothing was charged
+			if o.ChargeStarted && o.Payment.Status != ordersrpc.PaymentRefunded {
+				o.PaymentFailed(now)
+			}
+		}
+		for i, st := range back {
+			o.Released(i, st, now)
+		}
 		cancelled := o.Step == order.StepCancelling
-		o.Compensated(s.now())
+		o.Compensated(now)
 		topic := ""
 		switch {
 		case cancelled:
@@ -395,7 +397,7 @@ func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool
 			topic = ordersrpc.TopicOrderPaymentFailed
 		}
 		if topic != "" {
-			if err := t.Emit(topic, o.Event("", s.now())); err != nil {
+			if err := t.Emit(topic, o.Event("", now)); err != nil {
 				return err
 			}
 		}
@@ -403,6 +405,29 @@ func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool
 	})
 	s.relay.Notify()
 	return o, true, err
+}
+
+// giveBack puts a line's stock back on sale: a release of a held (or never
+// made) reservation, a restock of a committed one. It returns the line's
+// new reservation status.
+func (s *Saga) giveBack(ctx context.Context, l order.Line) (string, error) {
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	var me *merrors.Error
+	if l.ReservationStatus != order.ResCommitted {
+		_, err := s.stock.Release(cctx, l.ReservationID)
+		switch {
+		case err == nil, errors.As(err, &me) && me.Code == http.StatusNotFound:
+			return order.ResReleased, nil // released, or never made
+		case !(errors.As(err, &me) && me.Code == http.StatusConflict):
+			return "", err
+		}
+		// A conflict: it was committed (by a commit whose record was lost).
+	}
+	if _, err := s.stock.Restock(cctx, l.ReservationID); err != nil {
+		return "", err
+	}
+	return order.ResRestocked, nil
 }
 
 // response is what an idempotent request that made or changed o answers.

@@ -44,7 +44,10 @@ type reservationRecord struct {
 //     held and indexed by expiry, and publication.changed is appended.
 func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Duration, now time.Time) (publication.Reservation, error) {
 	var r publication.Reservation
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// Batch: concurrent reservations share one commit (one fsync); the
+	// function may run again if another in the batch fails, so it only
+	// decides from what it reads in tx.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		existing, found, err := getReservation(tx, id)
 		if err != nil {
 			return err
@@ -108,7 +111,8 @@ func (s *Store) Release(id string, now time.Time) (publication.Reservation, erro
 func (s *Store) act(id string, a publication.Action, now time.Time) (publication.Reservation, error) {
 	var r publication.Reservation
 	var outcome error // an answer for the caller that must not roll the transaction back
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		outcome = nil // the function may run again (batched)
 		var found bool
 		var err error
 		if r, found, err = getReservation(tx, id); err != nil {
