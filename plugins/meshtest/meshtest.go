@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/consul/sdk/freeport"
 	"github.com/hashicorp/consul/sdk/testutil"
 )
 
@@ -160,19 +162,15 @@ func describe(entries []*api.ServiceEntry, err error) string {
 	return strings.Join(parts, "; ")
 }
 
-// FreeAddr returns "127.0.0.1:port" for a port that is free now (another
-// process may still take it before the caller listens).
+// FreeAddr returns "127.0.0.1:port" for a port that is free now and kept
+// for this test (returned to the pool when it ends).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("meshtest: free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("meshtest: free port: %v", err)
-	}
-	return addr
+	// Consul's freeport hands out ports from a block below the kernel's
+	// ephemeral range, held for this test: a port picked by listening on :0
+	// and closing can be taken by another process's :0 listener (or an
+	// outgoing connection) before it is used.
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freeport.GetOne(t)))
 }
 
 // Eventually calls cond every 50 ms until it returns nil, and fails the test
