@@ -118,8 +118,8 @@ func (h *Orders) finish(o order.Order, idem *store.Idempotency) (ordersrpc.Order
 	if idem == nil || o.Step == order.StepDone {
 		return out, nil // the saga's last transaction recorded the answer
 	}
-	_, err := h.store.Update(o.ID, func(_ *order.Order, t *store.Tx) error {
-		return t.FinishIdempotency(idem.User, idem.Key, out)
+	_, err := h.store.Update(o.ID, func(o *order.Order, t *store.Tx) error {
+		return t.Settle(o, idem.User, idem.Key, out)
 	})
 	return out, err
 }

@@ -532,6 +532,15 @@ func (o *Order) SellerIDs() []string {
 	return out
 }
 
+// Retryable reports whether the order failed for a passing reason with
+// nothing charged (a service down, the provider failing): its
+// Idempotency-Key is released, so a retry with the same key tries again
+// rather than replaying the failure.
+func (o *Order) Retryable() bool {
+	return o.Status == ordersrpc.StatusFailed &&
+		(o.FailureReason == ordersrpc.ReasonServiceUnavailable || o.FailureReason == ordersrpc.ReasonPaymentError)
+}
+
 // Resting reports whether no saga work is left.
 func (o *Order) Resting() bool { return o.Step == StepDone || o.Step == StepAwaitingPayment }
 

@@ -322,7 +322,7 @@ func (s *Saga) commit(ctx context.Context, o order.Order) (order.Order, bool, er
 		if err := t.Emit(ordersrpc.TopicOrderPaid, o.Event("", s.now())); err != nil {
 			return err
 		}
-		return t.FinishIdempotency(o.BuyerID, o.IdempotencyKey, response(o))
+		return t.Settle(o, o.BuyerID, o.IdempotencyKey, response(o))
 	})
 	s.relay.Notify()
 	return o, true, err
@@ -401,7 +401,7 @@ func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool
 				return err
 			}
 		}
-		return t.FinishIdempotency(o.BuyerID, o.IdempotencyKey, response(o))
+		return t.Settle(o, o.BuyerID, o.IdempotencyKey, response(o))
 	})
 	s.relay.Notify()
 	return o, true, err

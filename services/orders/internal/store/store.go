@@ -150,6 +150,38 @@ func (t *Tx) FinishIdempotency(user, key string, response any) error {
 	return putJSON(b, k, rec)
 }
 
+// ReleaseIdempotency forgets a running request's key, so the same key may
+// be used again (its request failed with nothing done). A finished record
+// is kept.
+func (t *Tx) ReleaseIdempotency(user, key string) error {
+	if key == "" {
+		return nil
+	}
+	b := t.tx.Bucket(idemBucket)
+	k := boltdb.Key(user, key)
+	raw := b.Get(k)
+	if raw == nil {
+		return nil
+	}
+	var rec Idempotency
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return err
+	}
+	if rec.Done {
+		return nil
+	}
+	return b.Delete(k)
+}
+
+// Settle finishes a running request's key with response, or releases it
+// when the order failed with nothing done and may be retried.
+func (t *Tx) Settle(o *order.Order, user, key string, response any) error {
+	if o.Retryable() {
+		return t.ReleaseIdempotency(user, key)
+	}
+	return t.FinishIdempotency(user, key, response)
+}
+
 // CartBought removes from the buyer's cart the lines o paid for.
 func (t *Tx) CartBought(o *order.Order, now time.Time) error {
 	b := t.tx.Bucket(cartsBucket)

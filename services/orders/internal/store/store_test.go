@@ -80,6 +80,34 @@ func TestCreateTakesAnIdempotencyKeyOnce(t *testing.T) {
 	}
 }
 
+func TestAFailureWithNothingDoneReleasesItsKey(t *testing.T) {
+	s, _ := open(t)
+	o := newOrder(t, "u1")
+	if err := s.Create(o, &Idempotency{User: "u1", Key: "k", Endpoint: "Create", Hash: "h", OrderID: o.ID, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Update(o.ID, func(o *order.Order, tx *Tx) error {
+		o.Fail(ordersrpc.ReasonServiceUnavailable, "publications down", time.Now())
+		return tx.Settle(o, "u1", "k", "503")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := s.Idempotency("u1", "k"); found {
+		t.Fatal("the key of a retryable failure was kept: a retry would replay it")
+	}
+	// A declined card is an answer: it is kept and replayed.
+	d := newOrder(t, "u1")
+	_ = s.Create(d, &Idempotency{User: "u1", Key: "k2", Created: time.Now()})
+	_, _ = s.Update(d.ID, func(o *order.Order, tx *Tx) error {
+		o.Fail(ordersrpc.ReasonPaymentDeclined, "declined", time.Now())
+		return tx.Settle(o, "u1", "k2", "402")
+	})
+	if rec, found, _ := s.Idempotency("u1", "k2"); !found || !rec.Done || string(rec.Response) != `"402"` {
+		t.Fatalf("declined: %+v, found %v", rec, found)
+	}
+}
+
 func TestUpdateIsAllOrNothingAndKeepsTheActiveAndSellerIndexes(t *testing.T) {
 	s, _ := open(t)
 	o := newOrder(t, "u1")
