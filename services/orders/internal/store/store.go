@@ -123,54 +123,44 @@ func (t *Tx) BeginIdempotency(rec Idempotency) error {
 	return t.tx.Bucket(idemTimeBucket).Put(timeKey(rec.Created, k), nil)
 }
 
+// running reads a user's record for key if it is still running.
+func (t *Tx) running(user, key string) (Idempotency, []byte, bool, error) {
+	var rec Idempotency
+	k := boltdb.Key(user, key)
+	raw := t.tx.Bucket(idemBucket).Get(k)
+	if key == "" || raw == nil {
+		return rec, k, false, nil // no key, or pruned
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return rec, k, false, err
+	}
+	return rec, k, !rec.Done, nil
+}
+
 // FinishIdempotency stores the answer of a running request; a record that is
 // done already keeps its first answer.
 func (t *Tx) FinishIdempotency(user, key string, response any) error {
-	if key == "" {
-		return nil
-	}
-	b := t.tx.Bucket(idemBucket)
-	k := boltdb.Key(user, key)
-	raw := b.Get(k)
-	if raw == nil {
-		return nil // pruned
-	}
-	var rec Idempotency
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	rec, k, ok, err := t.running(user, key)
+	if err != nil || !ok {
 		return err
-	}
-	if rec.Done {
-		return nil
 	}
 	body, err := json.Marshal(response)
 	if err != nil {
 		return err
 	}
 	rec.Done, rec.Response = true, body
-	return putJSON(b, k, rec)
+	return putJSON(t.tx.Bucket(idemBucket), k, rec)
 }
 
 // ReleaseIdempotency forgets a running request's key, so the same key may
 // be used again (its request failed with nothing done). A finished record
 // is kept.
 func (t *Tx) ReleaseIdempotency(user, key string) error {
-	if key == "" {
-		return nil
-	}
-	b := t.tx.Bucket(idemBucket)
-	k := boltdb.Key(user, key)
-	raw := b.Get(k)
-	if raw == nil {
-		return nil
-	}
-	var rec Idempotency
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	_, k, ok, err := t.running(user, key)
+	if err != nil || !ok {
 		return err
 	}
-	if rec.Done {
-		return nil
-	}
-	return b.Delete(k)
+	return t.tx.Bucket(idemBucket).Delete(k)
 }
 
 // Settle finishes a running request's key with response, or releases it
