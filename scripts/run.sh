@@ -2,6 +2,13 @@
 # Runs the whole mesh on this machine: a Consul dev agent (or the one already
 # answering on 127.0.0.1:8500), every service, then the api. Ctrl-C stops
 # everything in reverse order with SIGTERM, so services deregister cleanly.
+#
+# Once the mesh is up, run.sh supervises what it started: a process that exits
+# (any status, a crash, a kill -9) is started again while the others keep
+# serving. Backoff rule, per process: it is restarted 1 s after its first
+# exit, and each further exit doubles the delay (2 s, 4 s, ...) up to 30 s; a
+# process that had stayed up for 60 s or more before exiting starts over at
+# 1 s. An external Consul (one already answering) is never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,12 +19,19 @@ logs="$MARKETMESH_DATA_DIR/logs"
 mkdir -p "$logs"
 consul_addr="${CONSUL_HTTP_ADDR:-127.0.0.1:8500}"
 
-pids=() names=()
+backoff_first=1 backoff_max=30 stable_after=60 # seconds; see the rule above
+
+# Per process, in start order: name, command line (words joined by $'\x1f'),
+# pid (empty while it waits to be restarted), when it was started and when
+# it is due to be started again (ms), and the delay before its next restart.
+names=() cmds=() pids=() started=() due=() delays=()
 stop_all() {
 	trap - INT TERM EXIT
 	echo
+	# Processes waiting to be restarted have no pid: they stay down.
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-		kill -TERM "${pids[i]}" 2>/dev/null && echo "stopping ${names[i]}" || true
+		[ -n "${pids[i]}" ] || continue
+		if kill -TERM "${pids[i]}" 2>/dev/null; then echo "stopping ${names[i]}"; fi
 		wait "${pids[i]}" 2>/dev/null || true
 	done
 	echo "stopped; data kept in $MARKETMESH_DATA_DIR (make clean removes it)"
@@ -25,10 +39,54 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+now_ms() { # sets now to the time in milliseconds (no fork)
+	now=${EPOCHREALTIME//[!0-9]/}
+	now=$((10#$now / 1000))
+}
+
+spawn() { # index: starts process i again from its recorded command line
+	local i=$1 argv
+	IFS=$'\x1f' read -r -a argv <<<"${cmds[i]}"
+	"${argv[@]}" >>"$logs/${names[i]}.log" 2>&1 &
+	pids[i]=$!
+	now_ms
+	started[i]=$now due[i]=''
+}
+
 start() { # name, command...
-	local name=$1; shift
-	"$@" >>"$logs/$name.log" 2>&1 &
-	pids+=($!) names+=("$name")
+	local name=$1 i=${#names[@]}; shift
+	names[i]=$name delays[i]=$backoff_first
+	printf -v "cmds[$i]" '%s\x1f' "$@"
+	spawn "$i"
+}
+
+# One pass of supervision: notes the processes that exited and starts again
+# the ones whose delay is over.
+supervise() {
+	local i st why delay
+	now_ms
+	for i in "${!names[@]}"; do
+		if [ -n "${pids[i]}" ]; then
+			kill -0 "${pids[i]}" 2>/dev/null && continue
+			st=0
+			wait "${pids[i]}" 2>/dev/null || st=$?
+			if [ "$st" -gt 128 ] && why=$(kill -l "$st" 2>/dev/null); then
+				why="signal $why"
+			else
+				why="status $st"
+			fi
+			if [ $((now - started[i])) -ge $((stable_after * 1000)) ]; then
+				delays[i]=$backoff_first
+			fi
+			delay=${delays[i]}
+			delays[i]=$((delay * 2 > backoff_max ? backoff_max : delay * 2))
+			pids[i]='' due[i]=$((now + delay * 1000))
+			echo "${names[i]} exited ($why); restarting in ${delay}s (log: $logs/${names[i]}.log)" >&2
+		elif [ -n "${due[i]}" ] && [ "$now" -ge "${due[i]}" ]; then
+			spawn "$i"
+			echo "${names[i]} restarted (pid ${pids[i]})" >&2
+		fi
+	done
 }
 
 wait_for() { # what, url
@@ -68,9 +126,12 @@ marketmesh is up (${ms} ms)
   Consul UI    http://$consul_addr/ui/
   logs         $logs/*.log
   data         $MARKETMESH_DATA_DIR
-Ctrl-C stops everything.
+Ctrl-C stops everything; a process that exits is restarted (1 s, doubling to 30 s).
 MSG
 
-# Exit (and stop the rest) as soon as any process dies.
-wait -n "${pids[@]}" || true
-echo "a process exited; stopping the mesh (see $logs)" >&2
+# Supervise until Ctrl-C or SIGTERM (the traps above stop everything; nothing
+# is restarted after that).
+while :; do
+	supervise
+	sleep 0.25
+done

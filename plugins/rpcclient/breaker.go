@@ -48,6 +48,9 @@ func (b *breakers) get(service, endpoint, nodeID string) *gobreaker.CircuitBreak
 	defer b.mu.Unlock()
 	now := time.Now()
 	if v := b.live.Version(); v != b.version {
+		for k := range b.byKey {
+			b.forget(k)
+		}
 		b.version, b.byKey = v, map[string]*nodeBreaker{}
 	}
 	if b.gets++; b.gets%1024 == 0 {
@@ -56,8 +59,10 @@ func (b *breakers) get(service, endpoint, nodeID string) *gobreaker.CircuitBreak
 	key := breakerKey(service, endpoint, nodeID)
 	nb, ok := b.byKey[key]
 	if !ok {
-		nb = &nodeBreaker{cb: b.newBreaker(service, endpoint, nodeID)}
+		nb = &nodeBreaker{}
+		nb.cb = b.newBreaker(service, endpoint, nodeID, nb)
 		b.byKey[key] = nb
+		b.metrics.breakerState(service, endpoint, nodeID, gobreaker.StateClosed)
 	}
 	nb.lastUsed = now
 	return nb.cb
@@ -65,12 +70,21 @@ func (b *breakers) get(service, endpoint, nodeID string) *gobreaker.CircuitBreak
 
 // prune forgets breakers of nodes not called for a while: instances come and
 // go (every restart has a new node ID) and the map must not grow forever.
+// Their metric series go with them.
 func (b *breakers) prune(now time.Time) {
 	for k, nb := range b.byKey {
 		if now.Sub(nb.lastUsed) > 10*time.Minute {
-			delete(b.byKey, k)
+			b.forget(k)
 		}
 	}
+}
+
+// forget drops the breaker of key and its metric series; b.mu is held.
+func (b *breakers) forget(key string) {
+	delete(b.byKey, key)
+	service, rest, _ := strings.Cut(key, "|")
+	endpoint, nodeID, _ := strings.Cut(rest, "|")
+	b.metrics.forget(service, endpoint, nodeID)
 }
 
 // open reports whether the node's breaker is open without creating one.
@@ -81,7 +95,7 @@ func (b *breakers) open(service, endpoint, nodeID string) bool {
 	return ok && nb.cb.State() == gobreaker.StateOpen
 }
 
-func (b *breakers) newBreaker(service, endpoint, nodeID string) *gobreaker.CircuitBreaker[struct{}] {
+func (b *breakers) newBreaker(service, endpoint, nodeID string, nb *nodeBreaker) *gobreaker.CircuitBreaker[struct{}] {
 	cfg := b.live.Get()
 	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        breakerKey(service, endpoint, nodeID),
@@ -90,14 +104,74 @@ func (b *breakers) newBreaker(service, endpoint, nodeID string) *gobreaker.Circu
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= b.live.Get().BreakerFailures
 		},
-		// Business answers (not found, conflict, validation) prove the node works.
-		IsSuccessful: func(err error) bool { return !infraFailure(err) },
+		// Only failures the node caused count (see verdict); business
+		// answers (not found, conflict, validation) prove the node works, and
+		// attempts the caller gave up on say nothing about it.
+		IsSuccessful: func(err error) bool { return verdictOf(err) != nodeFailed },
+		IsExcluded:   func(err error) bool { return verdictOf(err) == callerGaveUp },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
-			b.metrics.breakerState(service, endpoint, to)
-			b.metrics.log(service, endpoint, nodeID, from, to)
+			b.mu.Lock() // gobreaker holds its own lock here; b.mu never waits on one
+			defer b.mu.Unlock()
+			if b.byKey[breakerKey(service, endpoint, nodeID)] != nb {
+				return // a breaker dropped by a live change or prune: its series are gone
+			}
+			b.metrics.transition(service, endpoint, nodeID, from, to)
 		},
 	})
 }
+
+// verdict is what an attempt's error says about the node that handled it.
+type verdict int
+
+const (
+	nodeOK       verdict = iota // an answer: the node works (a business error included)
+	nodeFailed                  // the node (or the path to it) failed: counts against its breaker
+	callerGaveUp                // the caller cancelled or its deadline passed: not counted at all
+)
+
+// judged carries an attempt's error through gobreaker with its verdict.
+type judged struct {
+	err error
+	v   verdict
+}
+
+func (j judged) Error() string { return j.err.Error() }
+func (j judged) Unwrap() error { return j.err }
+
+func verdictOf(err error) verdict {
+	var j judged
+	if errors.As(err, &j) {
+		return j.v
+	}
+	return nodeOK
+}
+
+// errRejected is run's answer when the node's breaker refuses the attempt.
+var errRejected = errors.New("circuit open")
+
+// run makes one attempt (fn) on nodeID through its breaker; judge says what
+// a failed attempt's error says about the node. It returns fn's error, or
+// errRejected when the breaker is open (or half-open with its trial call out).
+func (b *breakers) run(service, endpoint, nodeID string, fn func() error, judge func(error) verdict) error {
+	_, err := b.get(service, endpoint, nodeID).Execute(func() (struct{}, error) {
+		if err := fn(); err != nil {
+			return struct{}{}, judged{err: err, v: judge(err)}
+		}
+		return struct{}{}, nil
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		b.metrics.rejected(service, endpoint, nodeID)
+		return errRejected
+	}
+	if j, ok := err.(judged); ok {
+		return j.err
+	}
+	return err
+}
+
+// errAttemptTimeout is the cause of an attempt context that ran out of its
+// own time (as opposed to the caller's context ending first).
+var errAttemptTimeout = errors.New("attempt timed out")
 
 // wrapCall is a go-micro CallWrapper: it runs once per attempt, on the node
 // the selector chose, so each node's breaker sees only its own outcomes.
@@ -106,13 +180,22 @@ func (b *breakers) wrapCall(next client.CallFunc) client.CallFunc {
 		// One attempt may take RequestTimeout (or the call's own Timeout); the
 		// call's deadline covers all attempts. (opts.RequestTimeout is no
 		// guide: go-micro sets it to the time left for the whole call.)
-		ctx, cancel := context.WithTimeout(ctx, attemptTimeout(opts.Context, b.live.Get().RequestTimeout.D()))
+		attempt, cancel := context.WithTimeoutCause(ctx, attemptTimeout(opts.Context, b.live.Get().RequestTimeout.D()), errAttemptTimeout)
 		defer cancel()
-		cb := b.get(req.Service(), req.Endpoint(), node.Id)
-		_, err := cb.Execute(func() (struct{}, error) {
-			return struct{}{}, next(ctx, node, req, rsp, opts)
+		err := b.run(req.Service(), req.Endpoint(), node.Id, func() error {
+			return next(attempt, node, req, rsp, opts)
+		}, func(err error) verdict {
+			switch {
+			case context.Cause(attempt) == errAttemptTimeout:
+				return nodeFailed // the node did not answer in the attempt's own time
+			case attempt.Err() != nil:
+				return callerGaveUp // the caller's cancel or (shorter) deadline ended it
+			case nodeFault(err):
+				return nodeFailed
+			}
+			return nodeOK
 		})
-		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		if err == errRejected {
 			return unavailable(req.Service(), "circuit open")
 		}
 		return err
@@ -132,6 +215,7 @@ func (b *breakers) skipOpen(endpoint string, hidAll *bool) func([]*registry.Serv
 			for _, n := range s.Nodes {
 				total++
 				if b.open(s.Name, endpoint, n.Id) {
+					b.metrics.rejected(s.Name, endpoint, n.Id)
 					continue
 				}
 				kept++
@@ -162,6 +246,26 @@ func infraFailure(err error) bool {
 		return true
 	}
 	return me.Code == 0
+}
+
+// nodeFault says whether an attempt's error (the caller's context still
+// alive, the attempt's own deadline not passed) is the node's fault, for its
+// breaker:
+//   - errors without a go-micro status (transport) and the client side's own
+//     (Id ClientID: dial failures, connection refused or reset, gRPC
+//     Unavailable or DeadlineExceeded) with an infrastructure code count;
+//   - the node's own 500-class answers count (500, 502, 504; 0 is garbage),
+//     except 503: services answer 503 when a dependency of theirs is
+//     unavailable (they relay the client stack's 503 under their own Id), and
+//     taking a healthy node out of rotation for that only moves the load;
+//   - everything else (business 4xx, the node's own 408, 501) proves the node
+//     answers, and counts as a success.
+func nodeFault(err error) bool {
+	var me *merrors.Error
+	if errors.As(err, &me) && me.Id != ClientID && (me.Code == 503 || me.Code == 408) {
+		return false
+	}
+	return infraFailure(err)
 }
 
 // unavailable is the error for "service cannot answer now": 503 at the api.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"sync"
+	"time"
 
-	"github.com/sony/gobreaker/v2"
 	"go-micro.dev/v4/registry"
 	"go-micro.dev/v4/selector"
 
@@ -16,13 +18,20 @@ import (
 // HTTP reaches a service's plain HTTP endpoint, whose host:port the service
 // publishes in its registry node metadata (the images service's blob
 // endpoint): same cached registry, same per-node breakers as RPCs. Requests
-// are not retried (their bodies are streams) and carry no deadline of their
-// own: uploads take as long as the caller's context allows.
+// are not retried (their bodies are streams). Each has the live dial timeout
+// to connect and the live request timeout for the response headers, counted
+// from when the request body has been sent: a hung node fails the attempt
+// (and counts against its breaker), while uploads and downloads stream for
+// as long as the caller's context allows.
 type HTTP struct {
 	sel      selector.Selector
 	breakers *breakers
-	client   *http.Client
+	live     *config.Live
 	metaKey  string
+
+	mu      sync.Mutex
+	version uint64
+	client  *http.Client // for live version; rebuilt when the configuration changes
 }
 
 // NewHTTP returns an HTTP client for nodes publishing their address under metaKey.
@@ -31,14 +40,34 @@ func NewHTTP(reg registry.Registry, live *config.Live, metaKey string, opts ...O
 	return &HTTP{
 		sel:      o.selector(reg),
 		breakers: newBreakers(live, newMetrics(o.Metrics)),
-		client:   &http.Client{Transport: http.DefaultTransport},
+		live:     live,
 		metaKey:  metaKey,
 	}
 }
 
+// httpClient returns the client for the current live configuration: the
+// dial and response header timeouts are transport fields, so a change of
+// either builds a new transport (requests in flight finish on the old one).
+func (h *HTTP) httpClient() *http.Client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if v := h.live.Version(); h.client == nil || v != h.version {
+		if h.client != nil {
+			h.client.CloseIdleConnections()
+		}
+		cfg := h.live.Get()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = (&net.Dialer{Timeout: cfg.DialTimeout.D(), KeepAlive: 30 * time.Second}).DialContext
+		t.ResponseHeaderTimeout = cfg.RequestTimeout.D()
+		h.client, h.version = &http.Client{Transport: t}, v
+	}
+	return h.client
+}
+
 // Do sends req to a healthy node of service: req.URL's path and query are
-// kept, scheme and host are the node's. A transport error or a 5xx answer
-// counts against the node's breaker; the caller closes the response body.
+// kept, scheme and host are the node's. A transport error (refused, dial or
+// header timeout, reset) or a 5xx answer counts against the node's breaker,
+// unless ctx ended first; the caller closes the response body.
 func (h *HTTP) Do(ctx context.Context, service string, req *http.Request) (*http.Response, error) {
 	const endpoint = "HTTP"
 	var hidAll bool
@@ -60,23 +89,31 @@ func (h *HTTP) Do(ctx context.Context, service string, req *http.Request) (*http
 	out := req.Clone(ctx)
 	out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = "http", addr, addr, ""
 	var resp *http.Response
-	cb := h.breakers.get(service, endpoint, node.Id)
-	_, err = cb.Execute(func() (struct{}, error) {
+	c := h.httpClient()
+	err = h.breakers.run(service, endpoint, node.Id, func() error {
 		var err error
-		resp, err = h.client.Do(out)
+		resp, err = c.Do(out)
 		if err == nil && resp.StatusCode >= 500 {
-			return struct{}{}, fmt.Errorf("%s answered %s", node.Id, resp.Status)
+			return fmt.Errorf("%s answered %s", node.Id, resp.Status)
 		}
-		return struct{}{}, err
+		return err
+	}, func(error) verdict {
+		if resp == nil && ctx.Err() != nil {
+			return callerGaveUp
+		}
+		return nodeFailed
 	})
 	if resp != nil { // a 5xx is still handed back: its body says what happened
 		return resp, nil
 	}
+	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+	case err == errRejected:
 		return nil, unavailable(service, "circuit open")
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil, unavailable(service, "timed out")
 	}
 	return nil, unavailable(service, "connection failed")
 }

@@ -16,7 +16,11 @@ import (
 type metrics struct {
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	state    *prometheus.GaugeVec
+	// Breakers: one series per service, endpoint and node, for as long as
+	// the node's breaker lives (see breakers.forget).
+	state       *prometheus.GaugeVec
+	transitions *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,9 +35,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"service", "endpoint"})),
 		state: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "marketmesh_rpc_breaker_open",
-			Help: "1 while some node's breaker for the endpoint is open (last transition).",
-		}, []string{"service", "endpoint"})),
+			Name: "marketmesh_rpc_breaker_state",
+			Help: "State of each node's circuit breaker for the endpoint: 0 closed, 1 half-open, 2 open.",
+		}, []string{"service", "endpoint", "node"})),
+		transitions: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "marketmesh_rpc_breaker_transitions_total",
+			Help: "Circuit breaker state changes, by service, endpoint, node and states (closed, half-open, open).",
+		}, []string{"service", "endpoint", "node", "from", "to"})),
+		refused: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "marketmesh_rpc_breaker_rejected_total",
+			Help: "Calls a node's open or half-open breaker kept from the node: sent to another node, or refused with 503 when none was left.",
+		}, []string{"service", "endpoint", "node"})),
 	}
 }
 
@@ -50,15 +62,30 @@ func (m *metrics) observe(service, endpoint string, start time.Time, err error) 
 	m.duration.WithLabelValues(service, endpoint).Observe(time.Since(start).Seconds())
 }
 
-func (m *metrics) breakerState(service, endpoint string, s gobreaker.State) {
-	v := 0.0
-	if s == gobreaker.StateOpen {
-		v = 1
-	}
-	m.state.WithLabelValues(service, endpoint).Set(v)
+// breakerState sets the node's state gauge: gobreaker's states in their
+// order, 0 closed, 1 half-open, 2 open.
+func (m *metrics) breakerState(service, endpoint, node string, s gobreaker.State) {
+	v := map[gobreaker.State]float64{gobreaker.StateClosed: 0, gobreaker.StateHalfOpen: 1, gobreaker.StateOpen: 2}[s]
+	m.state.WithLabelValues(service, endpoint, node).Set(v)
 }
 
-func (m *metrics) log(service, endpoint, node string, from, to gobreaker.State) {
+// transition records a breaker's state change: gauge, counter and a log line.
+func (m *metrics) transition(service, endpoint, node string, from, to gobreaker.State) {
+	m.breakerState(service, endpoint, node, to)
+	m.transitions.WithLabelValues(service, endpoint, node, from.String(), to.String()).Inc()
 	slog.Warn("circuit breaker state changed", "service", service, "endpoint", endpoint,
 		"node", node, "from", from.String(), "to", to.String())
+}
+
+func (m *metrics) rejected(service, endpoint, node string) {
+	m.refused.WithLabelValues(service, endpoint, node).Inc()
+}
+
+// forget deletes the series of a breaker that is gone (its node not called
+// for a while, or every breaker rebuilt after a live configuration change).
+func (m *metrics) forget(service, endpoint, node string) {
+	labels := prometheus.Labels{"service": service, "endpoint": endpoint, "node": node}
+	m.state.Delete(labels)
+	m.refused.Delete(labels)
+	m.transitions.DeletePartialMatch(labels)
 }

@@ -49,6 +49,7 @@ const (
 	answer int32 = iota // reply at once
 	hang                // block until the caller gives up
 	fail                // fail with a 500 at once
+	relay               // answer 503 at once, as a node whose own dependency is down does
 )
 
 // Echo is the handler one test node serves; its endpoints are Echo.Say and Echo.Find.
@@ -66,6 +67,8 @@ func (e *Echo) Say(ctx context.Context, req *EchoRequest, rsp *EchoResponse) err
 		return ctx.Err()
 	case fail:
 		return merrors.InternalServerError("echo", "node %s is broken", e.node)
+	case relay:
+		return merrors.New("marketmesh.dependency", "the dependency service is unavailable", 503)
 	}
 	*rsp = EchoResponse{
 		Text:           req.Text,
@@ -151,28 +154,56 @@ func require503(t *testing.T, r result, why string) {
 	}
 }
 
-// gauge reads the breaker gauge of svc's endpoint (-1 if absent).
-func gauge(t *testing.T, reg *prometheus.Registry, svc, endpoint string) float64 {
+// Breaker states as marketmesh_rpc_breaker_state reports them.
+const (
+	closed   = 0
+	halfOpen = 1
+	open     = 2
+)
+
+// metric sums the series of the metric name whose labels include want (-1 if none).
+func metric(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum, found := 0.0, false
 	for _, f := range families {
-		if f.GetName() != "marketmesh_rpc_breaker_open" {
+		if f.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range f.GetMetric() {
 			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["service"] == svc && labels["endpoint"] == endpoint {
-				return m.GetGauge().GetValue()
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
 			}
+			found = true
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
 		}
 	}
-	return -1
+	if !found {
+		return -1
+	}
+	return sum
+}
+
+// gauge reads the breaker state of svc's endpoint on its only node (-1 if absent).
+func gauge(t *testing.T, reg *prometheus.Registry, svc, endpoint string) float64 {
+	t.Helper()
+	return metric(t, reg, "marketmesh_rpc_breaker_state", map[string]string{"service": svc, "endpoint": endpoint})
+}
+
+// nodeState reads the breaker state of one node (-1 if it has no series).
+func nodeState(t *testing.T, reg *prometheus.Registry, svc, endpoint, node string) float64 {
+	t.Helper()
+	return metric(t, reg, "marketmesh_rpc_breaker_state", map[string]string{"service": svc, "endpoint": endpoint, "node": node})
 }
 
 func TestClient(t *testing.T) {
@@ -243,8 +274,8 @@ func TestClient(t *testing.T) {
 			}
 		}
 		opened := time.Now()
-		if g := gauge(t, metrics, svc, "Echo.Say"); g != 1 {
-			t.Fatalf("breaker gauge %v after %d failures, want 1", g, testRPC.BreakerFailures)
+		if g := gauge(t, metrics, svc, "Echo.Say"); g != open {
+			t.Fatalf("breaker state %v after %d failures, want %d (open)", g, testRPC.BreakerFailures, open)
 		}
 
 		reached := node.calls.Load()
@@ -276,8 +307,8 @@ func TestClient(t *testing.T) {
 				t.Fatalf("call %d after recovery: %v", i, r.err)
 			}
 		}
-		if g := gauge(t, metrics, svc, "Echo.Say"); g != 0 {
-			t.Fatalf("breaker gauge %v after recovery, want 0", g)
+		if g := gauge(t, metrics, svc, "Echo.Say"); g != closed {
+			t.Fatalf("breaker state %v after recovery, want %d (closed)", g, closed)
 		}
 	})
 
@@ -438,6 +469,179 @@ func TestClient(t *testing.T) {
 		require503(t, r, "")
 		if r.took > 250*time.Millisecond {
 			t.Fatalf("the call took %v, ignoring the caller's 100ms deadline", r.took)
+		}
+	})
+
+	t.Run("a caller's own cancellation or shorter deadline does not count against the node", func(t *testing.T) {
+		const svc = "marketmesh.echo-caller"
+		node, _ := startNode(t, agent, svc)
+		agent.WaitPassing(t, svc, 1, 5*time.Second)
+		c, metrics := newClient(t, agent, testRPC) // 300ms attempts, 3 failures open the breaker
+		if r := call(ctx, c, svc, "Echo.Say"); r.err != nil {
+			t.Fatalf("warm-up call: %v", r.err)
+		}
+		node.mode.Store(hang) // slow: only the callers' own limits end these calls
+
+		for i := range 3 * int(testRPC.BreakerFailures) {
+			before := node.calls.Load()
+			// Even calls: a 100ms deadline, shorter than the attempt timeout
+			// (as the api's optional parts). Odd calls: cancelled once the
+			// node has them.
+			callCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			if i%2 == 1 {
+				callCtx, cancel = context.WithCancel(ctx)
+				go func() {
+					for end := time.Now().Add(5 * time.Second); node.calls.Load() == before && time.Now().Before(end); {
+						time.Sleep(time.Millisecond)
+					}
+					cancel()
+				}()
+			}
+			r := call(callCtx, c, svc, "Echo.Say")
+			cancel()
+			require503(t, r, "")
+			if got := node.calls.Load() - before; got != 1 {
+				t.Fatalf("call %d (%v): the node got %d calls, want 1: its breaker refused it", i, r.err, got)
+			}
+		}
+		if g := gauge(t, metrics, svc, "Echo.Say"); g != closed {
+			t.Fatalf("breaker state %v after calls the callers gave up on, want %d (closed)", g, closed)
+		}
+
+		// The attempt's own timeout still counts.
+		for i := range int(testRPC.BreakerFailures) {
+			r := call(ctx, c, svc, "Echo.Say")
+			t.Logf("DEBUG %d %v %v calls=%d", i, r.took, r.err, node.calls.Load())
+			require503(t, r, "timed out")
+		}
+		require503(t, call(ctx, c, svc, "Echo.Say"), "circuit open")
+		if g := gauge(t, metrics, svc, "Echo.Say"); g != open {
+			t.Fatalf("breaker state %v after %d attempt timeouts, want %d (open)", g, testRPC.BreakerFailures, open)
+		}
+	})
+
+	t.Run("a node relaying its dependency's 503 stays in rotation, its own 500s do not", func(t *testing.T) {
+		const svc = "marketmesh.echo-relay"
+		node, _ := startNode(t, agent, svc)
+		agent.WaitPassing(t, svc, 1, 5*time.Second)
+		c, metrics := newClient(t, agent, testRPC)
+		node.mode.Store(relay)
+
+		n := 3 * int(testRPC.BreakerFailures)
+		for i := range n {
+			me := microError(t, call(ctx, c, svc, "Echo.Say").err)
+			if me.Code != 503 || me.Id != "marketmesh.dependency" {
+				t.Fatalf("call %d: %v, want the node's relayed 503", i, me)
+			}
+		}
+		if got := node.calls.Load(); got != int64(n) {
+			t.Fatalf("the node got %d of %d calls: its breaker was charged with its dependency's outage", got, n)
+		}
+		if g := gauge(t, metrics, svc, "Echo.Say"); g != closed {
+			t.Fatalf("breaker state %v, want %d (closed)", g, closed)
+		}
+
+		node.mode.Store(fail)
+		for range int(testRPC.BreakerFailures) {
+			if me := microError(t, call(ctx, c, svc, "Echo.Say").err); me.Code != 500 {
+				t.Fatalf("%v, want the node's 500", me)
+			}
+		}
+		require503(t, call(ctx, c, svc, "Echo.Say"), "circuit open")
+	})
+
+	t.Run("each node's breaker state, transitions and refusals are exported and dropped with the breaker", func(t *testing.T) {
+		const svc, ep = "marketmesh.echo-metrics", "Echo.Say"
+		bad, _ := startNode(t, agent, svc)
+		good, _ := startNode(t, agent, svc)
+		agent.WaitPassing(t, svc, 2, 5*time.Second)
+		rpc := testRPC
+		rpc.BreakerFailures = 2
+		live := config.NewLive(rpc)
+		metrics := prometheus.NewRegistry()
+		c := rpcclient.New(service.NewRegistry(config.Consul{Address: agent.Addr}, "", ""), live, rpcclient.Metrics(metrics))
+		transitions := func(node, from, to string) float64 { // from and to "": every transition
+			want := map[string]string{"service": svc, "endpoint": ep, "node": node}
+			if from != "" {
+				want["from"], want["to"] = from, to
+			}
+			return metric(t, metrics, "marketmesh_rpc_breaker_transitions_total", want)
+		}
+		rejected := func(node string) float64 {
+			return metric(t, metrics, "marketmesh_rpc_breaker_rejected_total",
+				map[string]string{"service": svc, "endpoint": ep, "node": node})
+		}
+		// tripBad sends writes until the failing node has had n more calls.
+		tripBad := func(n int64) {
+			t.Helper()
+			want := bad.calls.Load() + n
+			for i := 0; bad.calls.Load() < want; i++ {
+				if i == 50 {
+					t.Fatalf("50 writes reached the failing node only %d of %d times", bad.calls.Load(), want)
+				}
+				call(ctx, c, svc, ep)
+			}
+		}
+		bad.mode.Store(fail)
+		tripBad(int64(rpc.BreakerFailures))
+
+		if s := nodeState(t, metrics, svc, ep, bad.node); s != open {
+			t.Fatalf("failing node's state %v, want %d (open)", s, open)
+		}
+		if s := nodeState(t, metrics, svc, ep, good.node); s != closed {
+			t.Fatalf("good node's state %v, want %d (closed)", s, closed)
+		}
+		if n := transitions(bad.node, "closed", "open"); n != 1 {
+			t.Fatalf("closed→open transitions of the failing node: %v, want 1", n)
+		}
+		if n := transitions(good.node, "", ""); n != -1 {
+			t.Fatalf("the good node has transitions: %v", n)
+		}
+		refused := max(rejected(bad.node), 0)
+		for i := range 5 {
+			if r := call(ctx, c, svc, ep); r.err != nil || r.rsp.Node != good.node {
+				t.Fatalf("call %d: node %q, %v; want the good node", i, r.rsp.Node, r.err)
+			}
+		}
+		if n := rejected(bad.node) - refused; n < 5 {
+			t.Fatalf("the open breaker kept %v calls from the failing node, want at least 5", n)
+		}
+
+		// Recovery: open → half-open (the trial call) → closed.
+		bad.mode.Store(answer)
+		meshtest.Eventually(t, 5*rpc.BreakerOpenFor.D(), func() error {
+			if r := call(ctx, c, svc, ep); r.err != nil || r.rsp.Node != bad.node {
+				return errors.New("the recovered node has not answered yet")
+			}
+			return nil
+		})
+		for _, tr := range [][2]string{{"open", "half-open"}, {"half-open", "closed"}} {
+			if n := transitions(bad.node, tr[0], tr[1]); n != 1 {
+				t.Fatalf("%s→%s transitions of the recovered node: %v, want 1", tr[0], tr[1], n)
+			}
+		}
+		if s := nodeState(t, metrics, svc, ep, bad.node); s != closed {
+			t.Fatalf("recovered node's state %v, want %d (closed)", s, closed)
+		}
+
+		// A live configuration change rebuilds the breakers: the old ones'
+		// series go, so a breaker that no longer exists is not shown open.
+		bad.mode.Store(fail)
+		tripBad(int64(rpc.BreakerFailures))
+		if s := nodeState(t, metrics, svc, ep, bad.node); s != open {
+			t.Fatalf("failing node's state %v, want %d (open)", s, open)
+		}
+		next := rpc
+		next.BreakerOpenFor = config.Duration(2 * time.Second)
+		live.Set(next)
+		if r := call(ctx, c, svc, ep); r.err != nil || r.rsp.Node != good.node {
+			t.Fatalf("call after the change: node %q, %v; want the good node", r.rsp.Node, r.err)
+		}
+		if s, n, rej := nodeState(t, metrics, svc, ep, bad.node), transitions(bad.node, "", ""), rejected(bad.node); s != -1 || n != -1 || rej != -1 {
+			t.Fatalf("after the breakers were rebuilt the old one's series remain: state %v, transitions %v, rejected %v", s, n, rej)
+		}
+		if s := nodeState(t, metrics, svc, ep, good.node); s != closed {
+			t.Fatalf("good node's new breaker state %v, want %d (closed)", s, closed)
 		}
 	})
 }

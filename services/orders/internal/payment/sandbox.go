@@ -111,19 +111,22 @@ func (s *Sandbox) Charge(_ context.Context, r ChargeRequest) (Charge, error) {
 	if r.IdempotencyKey == "" || r.Amount.Amount <= 0 {
 		return Charge{}, errors.New("payment: a charge needs an idempotency key and a positive amount")
 	}
+	// A repeat (a retry, or recovery asking whether a pending charge settled)
+	// is answered from a read: no write, no fsync.
 	var out Charge
-	err := s.db.Batch(func(tx *bolt.Tx) error { // concurrent charges share a commit
+	found := false
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, found, err = existingCharge(tx, r)
+		return err
+	})
+	if err != nil || found {
+		return out, err
+	}
+	err = s.db.Batch(func(tx *bolt.Tx) error { // concurrent charges share a commit
 		b := tx.Bucket(chargesBucket)
-		if raw := b.Get([]byte(r.IdempotencyKey)); raw != nil {
-			var rec chargeRecord
-			if err := json.Unmarshal(raw, &rec); err != nil {
-				return err
-			}
-			if rec.Amount != r.Amount || rec.OrderID != r.OrderID {
-				return ErrKeyReused
-			}
-			out = rec.Charge
-			return nil
+		var err error
+		if out, found, err = existingCharge(tx, r); err != nil || found {
+			return err
 		}
 		rec := chargeRecord{
 			Charge: Charge{ID: "ch_" + ulid.Make().String(), Amount: r.Amount},
@@ -146,6 +149,23 @@ func (s *Sandbox) Charge(_ context.Context, r ChargeRequest) (Charge, error) {
 		return putJSON(b, r.IdempotencyKey, rec)
 	})
 	return out, err
+}
+
+// existingCharge returns the charge made with r's key, if any; the same key
+// with other parameters is ErrKeyReused.
+func existingCharge(tx *bolt.Tx, r ChargeRequest) (Charge, bool, error) {
+	raw := tx.Bucket(chargesBucket).Get([]byte(r.IdempotencyKey))
+	if raw == nil {
+		return Charge{}, false, nil
+	}
+	var rec chargeRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return Charge{}, false, err
+	}
+	if rec.Amount != r.Amount || rec.OrderID != r.OrderID {
+		return Charge{}, false, ErrKeyReused
+	}
+	return rec.Charge, true, nil
 }
 
 // Refund implements Provider.
