@@ -182,13 +182,19 @@ func (b *breakers) wrapCall(next client.CallFunc) client.CallFunc {
 		// guide: go-micro sets it to the time left for the whole call.)
 		attempt, cancel := context.WithTimeoutCause(ctx, attemptTimeout(opts.Context, b.live.Get().RequestTimeout.D()), errAttemptTimeout)
 		defer cancel()
+		// Whether the caller's deadline comes first: then the attempt has no
+		// timer of its own, and the node, which gets the same deadline, may
+		// time out (408) just before this side notices the deadline passed.
+		own, _ := attempt.Deadline()
+		callers, ok := ctx.Deadline()
+		callerFirst := ok && !callers.After(own)
 		err := b.run(req.Service(), req.Endpoint(), node.Id, func() error {
 			return next(attempt, node, req, rsp, opts)
 		}, func(err error) verdict {
 			switch {
 			case context.Cause(attempt) == errAttemptTimeout:
 				return nodeFailed // the node did not answer in the attempt's own time
-			case attempt.Err() != nil:
+			case attempt.Err() != nil, callerFirst && timedOut(err):
 				return callerGaveUp // the caller's cancel or (shorter) deadline ended it
 			case nodeFault(err):
 				return nodeFailed
@@ -266,6 +272,12 @@ func nodeFault(err error) bool {
 		return false
 	}
 	return infraFailure(err)
+}
+
+// timedOut reports a go-micro timeout, from either side.
+func timedOut(err error) bool {
+	var me *merrors.Error
+	return errors.As(err, &me) && me.Code == 408
 }
 
 // unavailable is the error for "service cannot answer now": 503 at the api.

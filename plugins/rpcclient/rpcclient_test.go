@@ -588,9 +588,6 @@ func TestClient(t *testing.T) {
 		if s := nodeState(t, metrics, svc, ep, bad.node); s != open {
 			t.Fatalf("failing node's state %v, want %d (open)", s, open)
 		}
-		if s := nodeState(t, metrics, svc, ep, good.node); s != closed {
-			t.Fatalf("good node's state %v, want %d (closed)", s, closed)
-		}
 		if n := transitions(bad.node, "closed", "open"); n != 1 {
 			t.Fatalf("closed→open transitions of the failing node: %v, want 1", n)
 		}
@@ -605,6 +602,9 @@ func TestClient(t *testing.T) {
 		}
 		if n := rejected(bad.node) - refused; n < 5 {
 			t.Fatalf("the open breaker kept %v calls from the failing node, want at least 5", n)
+		}
+		if s := nodeState(t, metrics, svc, ep, good.node); s != closed {
+			t.Fatalf("good node's state %v, want %d (closed)", s, closed)
 		}
 
 		// Recovery: open → half-open (the trial call) → closed.
