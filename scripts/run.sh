@@ -26,6 +26,7 @@ backoff_first=1 backoff_max=30 stable_after=60 # seconds; see the rule above
 # it is due to be started again (ms), and the delay before its next restart.
 names=() cmds=() pids=() started=() due=() delays=()
 stop_all() {
+	local i p
 	trap - INT TERM EXIT
 	echo
 	# Processes waiting to be restarted have no pid: they stay down.
@@ -33,6 +34,11 @@ stop_all() {
 		[ -n "${pids[i]}" ] || continue
 		if kill -TERM "${pids[i]}" 2>/dev/null; then echo "stopping ${names[i]}"; fi
 		wait "${pids[i]}" 2>/dev/null || true
+	done
+	# A restart that the signal interrupted before its pid was recorded.
+	for p in $(jobs -p); do
+		kill -TERM "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
 	done
 	echo "stopped; data kept in $MARKETMESH_DATA_DIR (make clean removes it)"
 }
@@ -47,7 +53,7 @@ now_ms() { # sets now to the time in milliseconds (no fork)
 spawn() { # index: starts process i again from its recorded command line
 	local i=$1 argv
 	IFS=$'\x1f' read -r -a argv <<<"${cmds[i]}"
-	"${argv[@]}" >>"$logs/${names[i]}.log" 2>&1 &
+	"${argv[@]}" >>"$logs/${names[i]}.log" 2>&1 3>&- &
 	pids[i]=$!
 	now_ms
 	started[i]=$now due[i]=''
@@ -81,10 +87,10 @@ supervise() {
 			delay=${delays[i]}
 			delays[i]=$((delay * 2 > backoff_max ? backoff_max : delay * 2))
 			pids[i]='' due[i]=$((now + delay * 1000))
-			echo "${names[i]} exited ($why); restarting in ${delay}s (log: $logs/${names[i]}.log)" >&2
+			echo "${names[i]} exited ($why); restarting in ${delay}s (log: $logs/${names[i]}.log)" >&3
 		elif [ -n "${due[i]}" ] && [ "$now" -ge "${due[i]}" ]; then
 			spawn "$i"
-			echo "${names[i]} restarted (pid ${pids[i]})" >&2
+			echo "${names[i]} restarted (pid ${pids[i]})" >&3
 		fi
 	done
 }
@@ -130,8 +136,11 @@ Ctrl-C stops everything; a process that exits is restarted (1 s, doubling to 30 
 MSG
 
 # Supervise until Ctrl-C or SIGTERM (the traps above stop everything; nothing
-# is restarted after that).
+# is restarted after that). supervise prints on fd 3, the terminal. bash itself
+# reports each process killed by a signal ("line N: PID Killed ...") on its
+# stderr; that, and anything else bash says meanwhile, goes to run.sh.log.
+exec 3>&2
 while :; do
 	supervise
 	sleep 0.25
-done
+done 2>>"$logs/run.sh.log"

@@ -22,7 +22,9 @@ import (
 // to connect and the live request timeout for the response headers, counted
 // from when the request body has been sent: a hung node fails the attempt
 // (and counts against its breaker), while uploads and downloads stream for
-// as long as the caller's context allows.
+// as long as the caller's context allows. A request with a body (an upload)
+// gives the node WriteResponseTimeout instead, for the work it does on the
+// whole body before it answers (the images service decodes and thumbnails).
 type HTTP struct {
 	sel      selector.Selector
 	breakers *breakers
@@ -32,7 +34,12 @@ type HTTP struct {
 	mu      sync.Mutex
 	version uint64
 	client  *http.Client // for live version; rebuilt when the configuration changes
+	writes  *http.Client // the same for requests with a body
 }
+
+// WriteResponseTimeout is how long a node may take to answer after the
+// body of a request with one (an upload) has been sent.
+const WriteResponseTimeout = 30 * time.Second
 
 // NewHTTP returns an HTTP client for nodes publishing their address under metaKey.
 func NewHTTP(reg registry.Registry, live *config.Live, metaKey string, opts ...Option) *HTTP {
@@ -48,18 +55,25 @@ func NewHTTP(reg registry.Registry, live *config.Live, metaKey string, opts ...O
 // httpClient returns the client for the current live configuration: the
 // dial and response header timeouts are transport fields, so a change of
 // either builds a new transport (requests in flight finish on the old one).
-func (h *HTTP) httpClient() *http.Client {
+func (h *HTTP) httpClient(write bool) *http.Client {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if v := h.live.Version(); h.client == nil || v != h.version {
 		if h.client != nil {
 			h.client.CloseIdleConnections()
+			h.writes.CloseIdleConnections()
 		}
 		cfg := h.live.Get()
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.DialContext = (&net.Dialer{Timeout: cfg.DialTimeout.D(), KeepAlive: 30 * time.Second}).DialContext
-		t.ResponseHeaderTimeout = cfg.RequestTimeout.D()
-		h.client, h.version = &http.Client{Transport: t}, v
+		transport := func(header time.Duration) *http.Client {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.DialContext = (&net.Dialer{Timeout: cfg.DialTimeout.D(), KeepAlive: 30 * time.Second}).DialContext
+			t.ResponseHeaderTimeout = header
+			return &http.Client{Transport: t}
+		}
+		h.client, h.writes, h.version = transport(cfg.RequestTimeout.D()), transport(max(WriteResponseTimeout, cfg.RequestTimeout.D())), v
+	}
+	if write {
+		return h.writes
 	}
 	return h.client
 }
@@ -89,7 +103,7 @@ func (h *HTTP) Do(ctx context.Context, service string, req *http.Request) (*http
 	out := req.Clone(ctx)
 	out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = "http", addr, addr, ""
 	var resp *http.Response
-	c := h.httpClient()
+	c := h.httpClient(req.Body != nil && req.Body != http.NoBody)
 	err = h.breakers.run(service, endpoint, node.Id, func() error {
 		var err error
 		resp, err = c.Do(out)

@@ -509,9 +509,8 @@ func TestClient(t *testing.T) {
 		}
 
 		// The attempt's own timeout still counts.
-		for i := range int(testRPC.BreakerFailures) {
+		for range int(testRPC.BreakerFailures) {
 			r := call(ctx, c, svc, "Echo.Say")
-			t.Logf("DEBUG %d %v %v calls=%d", i, r.took, r.err, node.calls.Load())
 			require503(t, r, "timed out")
 		}
 		require503(t, call(ctx, c, svc, "Echo.Say"), "circuit open")
