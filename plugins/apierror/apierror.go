@@ -17,7 +17,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	merrors "go-micro.dev/v4/errors"
 
@@ -165,6 +167,27 @@ func fromMicro(me *merrors.Error) (int, Detail) {
 	}
 }
 
+// MaxMessage bounds an error message in bytes: messages quote input (a field
+// name, a value), and an error must never echo megabytes back.
+const MaxMessage = 512
+
+// Clip makes msg valid UTF-8 and at most MaxMessage bytes.
+func Clip(msg string) string { return Shorten(msg, MaxMessage) }
+
+// Shorten makes s valid UTF-8 and at most max bytes, cut at a rune
+// boundary and marked with "...": for quoting client input in a message.
+func Shorten(s string, max int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
 // Write sends the error document for err and logs 5xx.
 func Write(w http.ResponseWriter, r *http.Request, err error) {
 	status, d := Describe(err)
@@ -185,5 +208,6 @@ func writeDetail(w http.ResponseWriter, r *http.Request, status int, d Detail) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	d.RequestID = rpcmeta.RequestID(r.Context())
+	d.Message = Clip(d.Message)
 	_ = json.NewEncoder(w).Encode(Body{Error: d})
 }

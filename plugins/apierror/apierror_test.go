@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	merrors "go-micro.dev/v4/errors"
 
@@ -169,5 +170,24 @@ func TestWriteKeepsARegisteredMicroCode(t *testing.T) {
 	want := `{"error":{"code":"idempotency_key_reused","message":"Idempotency-Key was used with another request","request_id":"req-8"}}` + "\n"
 	if w.Code != 422 || w.Body.String() != want {
 		t.Fatalf("%d %s, want 422 %s", w.Code, w.Body, want)
+	}
+}
+
+func TestMessagesAreClippedAndValidUTF8(t *testing.T) {
+	long := strings.Repeat("é", 1000) // 2000 bytes
+	got := apierror.Clip(long)
+	if len(got) > apierror.MaxMessage || !utf8.ValidString(got) || !strings.HasSuffix(got, "...") {
+		t.Fatalf("Clip: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+	if got := apierror.Shorten("ab\xffcd", 64); got != "ab?cd" {
+		t.Fatalf("invalid UTF-8: %q", got)
+	}
+	if got := apierror.Shorten("short", 64); got != "short" {
+		t.Fatalf("short: %q", got)
+	}
+	rec := httptest.NewRecorder()
+	apierror.WriteStatus(rec, httptest.NewRequest("GET", "/", nil), 400, "unknown field "+strings.Repeat("\xff", 50000))
+	if rec.Body.Len() > 2*apierror.MaxMessage {
+		t.Fatalf("an error document of %d bytes", rec.Body.Len())
 	}
 }

@@ -65,13 +65,17 @@ func decodeError(err error, maxBytes int64) error {
 		if typ.Field == "" {
 			return apierror.New(http.StatusBadRequest, "request body must be a JSON object")
 		}
-		return apierror.New(http.StatusBadRequest, fmt.Sprintf("field %q must be %s, not %s", typ.Field, jsonType(typ.Type.Kind().String()), typ.Value))
+		return apierror.New(http.StatusBadRequest, fmt.Sprintf("field %q must be %s, not %s", quote(typ.Field), jsonType(typ.Type.Kind().String()), quote(typ.Value)))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return apierror.New(http.StatusBadRequest, "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
+		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return apierror.New(http.StatusBadRequest, fmt.Sprintf("unknown field %q", quote(name)))
 	default:
 		return apierror.New(http.StatusBadRequest, "malformed JSON: "+err.Error())
 	}
 }
+
+// quote shortens a piece of the client's input for an error message.
+func quote(s string) string { return apierror.Shorten(s, 64) }
 
 func jsonType(kind string) string {
 	switch kind {

@@ -34,6 +34,10 @@ const (
 	EventFailed    = "payment.failed"
 )
 
+// maxRef bounds the IDs a webhook names (event, charge, order): they become
+// database keys.
+const maxRef = 255
+
 // SignatureHeader is the HTTP header of a webhook's signature.
 const SignatureHeader = "X-Signature"
 
@@ -168,10 +172,14 @@ func Verify(secret, body []byte, signature string, now time.Time) (Event, error)
 	}
 	var b webhookBody
 	if err := json.Unmarshal(body, &b); err != nil {
-		return Event{}, validate.Errorf("webhook body is not a valid event: %v", err)
+		// Not the decoder's message: it quotes the input.
+		return Event{}, validate.Errorf("webhook body is not a valid event: id, type, created and data {charge_id, order_id, amount} are expected")
 	}
 	if b.ID == "" || (b.Type != EventSucceeded && b.Type != EventFailed) || b.Data.ChargeID == "" || b.Data.OrderID == "" {
 		return Event{}, validate.Errorf("webhook event needs id, type (%s or %s), data.charge_id and data.order_id", EventSucceeded, EventFailed)
+	}
+	if len(b.ID) > maxRef || len(b.Data.ChargeID) > maxRef || len(b.Data.OrderID) > maxRef {
+		return Event{}, validate.Errorf("webhook event id, data.charge_id and data.order_id are at most %d bytes", maxRef)
 	}
 	return Event{ID: b.ID, Type: b.Type, Created: b.Created, ChargeID: b.Data.ChargeID, OrderID: b.Data.OrderID, Amount: b.Data.Amount}, nil
 }

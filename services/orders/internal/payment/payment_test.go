@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -69,6 +70,14 @@ func TestSignatureVerifiesOnlyTheSignedFreshBody(t *testing.T) {
 		if _, err := Verify(secret, c.body, c.sig, c.at); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
+	}
+	huge := []byte(`{"id":"evt_` + strings.Repeat("x", 40000) + `","type":"payment.succeeded","data":{"charge_id":"ch","order_id":"O"}}`)
+	if _, err := Verify(secret, huge, Sign(secret, huge, now), now); !errors.Is(err, validate.ErrInvalid) {
+		t.Errorf("a 40 KB event id: %v", err)
+	}
+	digits := []byte(`{"id":"e","type":"payment.succeeded","created":` + strings.Repeat("9", 5000) + `}`)
+	if _, err := Verify(secret, digits, Sign(secret, digits, now), now); err == nil || len(err.Error()) > 300 {
+		t.Errorf("a 5000-digit number: the error quotes the input (%d bytes)", len(fmt.Sprint(err)))
 	}
 	bad := []byte(`{"id":"evt_2","type":"payment.refunded","data":{}}`)
 	if _, err := Verify(secret, bad, Sign(secret, bad, now), now); !errors.Is(err, validate.ErrInvalid) {
