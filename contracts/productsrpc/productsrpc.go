@@ -16,6 +16,17 @@ import (
 // Service is the registry name of the products service.
 const Service = "marketmesh.products"
 
+// TopicProductDeleted is emitted (through the outbox, in the same
+// transaction as the delete) when a product is deleted. The publications
+// service closes every publication of the product when it receives it.
+const TopicProductDeleted = "product.deleted"
+
+// ProductDeleted is the payload of TopicProductDeleted.
+type ProductDeleted struct {
+	ProductID string    `json:"product_id"`
+	DeletedAt time.Time `json:"deleted_at"`
+}
+
 // Sort orders of Search.
 const (
 	SortRelevance = "relevance" // default when Query is set
@@ -134,7 +145,7 @@ func (c *Client) Update(ctx context.Context, r UpdateRequest) (*Product, error) 
 	return call[Product](ctx, c.c, "Update", &r)
 }
 
-// Delete removes a product (creator only).
+// Delete removes a product (creator only); TopicProductDeleted follows.
 func (c *Client) Delete(ctx context.Context, id string) error {
 	_, err := call[Empty](ctx, c.c, "Delete", &IDRequest{ID: id})
 	return err

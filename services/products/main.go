@@ -1,6 +1,6 @@
 // Command products runs the products service: the catalog, its full-text
-// search and category tree, prices kept from publication events, and view
-// counts batched in memory.
+// search and category tree, prices kept from publication events, view
+// counts batched in memory, and product.deleted events through its outbox.
 package main
 
 import (
@@ -58,7 +58,9 @@ func run(ctx context.Context) error {
 		}
 	}()
 
-	if err := svc.Handle(handler.New(db)); err != nil {
+	// The relay delivers the outbox (product.deleted) to its subscribers.
+	relay := events.NewRelay(db.Bolt(), svc.Client(), svc.Registry())
+	if err := svc.Handle(handler.New(db, relay)); err != nil {
 		return err
 	}
 	consumer := events.NewConsumer(db.Bolt())
@@ -68,6 +70,7 @@ func run(ctx context.Context) error {
 	}
 	svc.Health().Add("bbolt", db.Check)
 	svc.Go(db.ViewFlusher(flush))
+	svc.Go(relay.Run)
 
 	return svc.Run(ctx)
 }

@@ -1,6 +1,7 @@
 // Command publications runs the publications service: sellers' listings of
 // products, their search, and the stock reservations the orders service
-// makes (reserve with an ID and expiry, commit, release, restock).
+// makes (reserve with an ID and expiry, commit, release, restock). It
+// closes the publications of a product when product.deleted arrives.
 package main
 
 import (
@@ -66,6 +67,12 @@ func serve(ctx context.Context, cfg Config) error {
 	relay := events.NewRelay(db.Bolt(), svc.Client(), svc.Registry())
 	products := handler.Products(productsrpc.NewClient(svc.Client()))
 	if err := svc.Handle(handler.New(db, products, relay, cfg.Publications.MaxReservationTTL.D())); err != nil {
+		return err
+	}
+	// product.deleted closes the deleted product's publications.
+	consumer := events.NewConsumer(db.Bolt())
+	consumer.On(productsrpc.TopicProductDeleted, handler.ProductDeleted(db, relay))
+	if err := consumer.Attach(svc); err != nil {
 		return err
 	}
 	svc.Health().Add("bbolt", db.Check)

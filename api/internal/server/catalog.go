@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/api/internal/fanout"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
@@ -119,6 +122,10 @@ func (a *API) getProduct(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	var page productPage
 	parts := fanout.New(r.Context())
+	// The product is the core part: its error is the answer's. A product
+	// that products does not know (never created, or deleted) is its 404
+	// not_found, passed through as is, never a partial page; products down
+	// (no instance, breaker open, timeout) is the client stack's 503.
 	parts.Core("product", func(ctx context.Context) (err error) {
 		page.Product, err = a.products.Get(ctx, productsrpc.GetRequest{ID: id, CountView: true})
 		return err
@@ -258,7 +265,7 @@ func (a *API) getPublication(w http.ResponseWriter, r *http.Request) error {
 	more := fanout.New(r.Context())
 	more.Optional("product", a.opts.PartTimeout, func(ctx context.Context) (err error) {
 		page.Product, err = a.products.Get(ctx, productsrpc.GetRequest{ID: pub.ProductID})
-		return err
+		return gone(err) // a deleted product is "product": null, not an outage
 	})
 	more.Optional("seller", a.opts.PartTimeout, func(ctx context.Context) (err error) {
 		page.Seller, err = a.users.Profile(ctx, pub.SellerID)
@@ -272,6 +279,16 @@ func (a *API) getPublication(w http.ResponseWriter, r *http.Request) error {
 	page.Images, page.Unavailable = nonNil(page.Images), nonNil(page.Unavailable)
 	writeJSON(w, http.StatusOK, page)
 	return nil
+}
+
+// gone turns a part's "not found" into no error: the thing was deleted, and
+// the page shows it absent rather than reporting the part unavailable.
+func gone(err error) error {
+	var me *merrors.Error
+	if errors.As(err, &me) && me.Code == http.StatusNotFound {
+		return nil
+	}
+	return err
 }
 
 func oneOf(q url.Values, name string, allowed []string) (string, error) {

@@ -37,8 +37,14 @@ func PublicationChanged(ctx context.Context, tx *bolt.Tx, ev events.Event) error
 		return err
 	}
 	if !known {
-		slog.WarnContext(ctx, "products: publication event for an unknown product ignored",
-			"id", ev.ID, "product_id", pc.ProductID, "publication_id", pc.PublicationID)
+		// A deleted product's publications are closed after the delete
+		// (product.deleted): their events are expected, not a warning.
+		level := slog.LevelWarn
+		if pc.Status == publicationsrpc.StatusClosed {
+			level = slog.LevelDebug
+		}
+		slog.Log(ctx, level, "products: publication event for an unknown product ignored",
+			"id", ev.ID, "product_id", pc.ProductID, "publication_id", pc.PublicationID, "status", pc.Status)
 	}
 	return nil
 }

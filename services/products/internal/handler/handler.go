@@ -16,15 +16,19 @@ import (
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
 )
 
+// Notifier is told when new events are in the outbox (the events relay).
+type Notifier interface{ Notify() }
+
 // Products is the RPC handler; its type name makes endpoints "Products.<Method>".
 type Products struct {
 	store *store.Store
+	relay Notifier
 	now   func() time.Time
 }
 
-// New returns the handler.
-func New(s *store.Store) *Products {
-	return &Products{store: s, now: func() time.Time { return time.Now().UTC() }}
+// New returns the handler; relay is woken after a write appended an event.
+func New(s *store.Store, relay Notifier) *Products {
+	return &Products{store: s, relay: relay, now: func() time.Time { return time.Now().UTC() }}
 }
 
 func caller(ctx context.Context) (string, error) {
@@ -102,7 +106,9 @@ func (h *Products) Update(ctx context.Context, req *productsrpc.UpdateRequest, r
 	return nil
 }
 
-// Delete removes a product; only its creator may.
+// Delete removes a product; only its creator may. product.deleted is
+// appended to the outbox in the same transaction, so the publications
+// service closes the product's publications.
 func (h *Products) Delete(ctx context.Context, req *productsrpc.IDRequest, _ *productsrpc.Empty) error {
 	uid, err := caller(ctx)
 	if err != nil {
@@ -111,8 +117,12 @@ func (h *Products) Delete(ctx context.Context, req *productsrpc.IDRequest, _ *pr
 	if err := product.CheckID(req.ID); err != nil {
 		return rpcError(err, "")
 	}
-	err = h.store.Delete(req.ID, func(p product.Product) error { return p.CheckEditor(uid) })
-	return rpcError(err, notFound(req.ID))
+	err = h.store.Delete(req.ID, h.now(), func(p product.Product) error { return p.CheckEditor(uid) })
+	if err != nil {
+		return rpcError(err, notFound(req.ID))
+	}
+	h.relay.Notify() // product.deleted is in the outbox
+	return nil
 }
 
 // Search filters, ranks and pages the catalog.

@@ -7,11 +7,13 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 	merrors "go-micro.dev/v4/errors"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
@@ -38,11 +40,17 @@ func (f *fakeServer) SetMetadata(k, v string) {
 }
 func (f *fakeServer) Go(func(context.Context)) {}
 
+// countingNotifier records how often the relay was told about new events.
+type countingNotifier struct{ n atomic.Int32 }
+
+func (c *countingNotifier) Notify() { c.n.Add(1) }
+
 type fixture struct {
 	h      *handler.Products
 	store  *store.Store
 	events *events.Events // the consumer's RPC handler, as main attaches it
 	srv    *fakeServer
+	relay  *countingNotifier
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -62,7 +70,8 @@ func newFixture(t *testing.T) *fixture {
 	if !ok {
 		t.Fatalf("the consumer attached %T", srv.handlers[0])
 	}
-	return &fixture{h: handler.New(s), store: s, events: ev, srv: srv}
+	relay := &countingNotifier{}
+	return &fixture{h: handler.New(s, relay), store: s, events: ev, srv: srv, relay: relay}
 }
 
 func as(uid string) context.Context { return rpcmeta.WithCaller(context.Background(), uid) }
@@ -411,5 +420,63 @@ func TestPublicationEventsSetPricesOnce(t *testing.T) {
 		if got := f.get(t, p.ID).LowestPrices; len(got) != 0 {
 			t.Fatalf("LowestPrices = %v", got)
 		}
+	})
+}
+
+// lastEvent returns how many events the products outbox holds and the newest.
+func (f *fixture) lastEvent(t *testing.T) (int, events.Event) {
+	t.Helper()
+	var n int
+	var ev events.Event
+	err := f.store.Bolt().View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("events.outbox"))
+		n = b.Stats().KeyN
+		if _, v := b.Cursor().Last(); v != nil {
+			return json.Unmarshal(v, &ev)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, ev
+}
+
+func TestDeletePublishesProductDeleted(t *testing.T) {
+	f := newFixture(t)
+	p := f.create(t, "alice", productsrpc.CreateRequest{Name: "Lamp", Category: "home"})
+	del := func(uid, id string) error {
+		return f.h.Delete(as(uid), &productsrpc.IDRequest{ID: id}, &productsrpc.Empty{})
+	}
+
+	t.Run("refused deletes publish nothing (the store tests a failed one)", func(t *testing.T) {
+		microErr(t, del("mallory", p.ID), 403)
+		microErr(t, del("alice", ulid.Make().String()), 404)
+		microErr(t, del("alice", ""), 422)
+		if n, _ := f.lastEvent(t); n != 0 || f.relay.n.Load() != 0 {
+			t.Fatalf("%d events in the outbox, relay woken %d times", n, f.relay.n.Load())
+		}
+		f.get(t, p.ID) // still there
+	})
+	t.Run("the creator's delete publishes product.deleted and wakes the relay", func(t *testing.T) {
+		before := time.Now().UTC()
+		if err := del("alice", p.ID); err != nil {
+			t.Fatal(err)
+		}
+		n, ev := f.lastEvent(t)
+		if n != 1 || ev.Topic != productsrpc.TopicProductDeleted {
+			t.Fatalf("%d events in the outbox, the last %+v", n, ev)
+		}
+		var pd productsrpc.ProductDeleted
+		if err := ev.Decode(&pd); err != nil {
+			t.Fatal(err)
+		}
+		if pd.ProductID != p.ID || pd.DeletedAt.Before(before) || pd.DeletedAt.After(time.Now()) {
+			t.Fatalf("payload = %+v", pd)
+		}
+		if n := f.relay.n.Load(); n != 1 {
+			t.Fatalf("relay woken %d times, want 1", n)
+		}
+		microErr(t, f.h.Get(anon, &productsrpc.GetRequest{ID: p.ID}, &productsrpc.Product{}), 404)
 	})
 }

@@ -46,7 +46,7 @@ func TestOverRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Handle(handler.New(db)); err != nil {
+	if err := svc.Handle(handler.New(db, &countingNotifier{})); err != nil {
 		t.Fatal(err)
 	}
 	consumer := events.NewConsumer(db.Bolt())

@@ -10,7 +10,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/plugins/boltdb"
+	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/textsearch"
 	"github.com/marketmesh/marketmesh/services/products/internal/product"
 )
@@ -19,6 +21,9 @@ import (
 type Store struct {
 	db    *bolt.DB
 	views viewCounter
+	// afterEvent runs after every outbox append, in the same transaction;
+	// tests use it to fail a write after its event was appended.
+	afterEvent func(*bolt.Tx) error
 }
 
 // Open opens (creating if needed) the database at path.
@@ -48,7 +53,7 @@ func (s *Store) Close() error {
 	return ferr
 }
 
-// Bolt exposes the handle for the events inbox.
+// Bolt exposes the handle for the events inbox and outbox.
 func (s *Store) Bolt() *bolt.DB { return s.db }
 
 // Check is the readiness check: the file is open and readable.
@@ -268,8 +273,10 @@ func reindex(tx *bolt.Tx, old, next productRecord, f *facets) error {
 }
 
 // Delete removes product id and every index entry, price and count of it,
-// after allow (the permission check) has accepted it.
-func (s *Store) Delete(id string, allow func(product.Product) error) error {
+// after allow (the permission check) has accepted it, and appends
+// product.deleted (deleted at now) to the outbox in the same transaction:
+// a delete that commits always has its event, one that fails never does.
+func (s *Store) Delete(id string, now time.Time, allow func(product.Product) error) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		rec, f, err := load(tx, id)
 		if err != nil {
@@ -304,12 +311,28 @@ func (s *Store) Delete(id string, allow func(product.Product) error) error {
 		if err := deletePrefix(tx.Bucket(pubPrices), append([]byte(id), 0)); err != nil {
 			return err
 		}
-		return addCount(tx.Bucket(metaBucket), productCountKey, -1)
+		if err := addCount(tx.Bucket(metaBucket), productCountKey, -1); err != nil {
+			return err
+		}
+		return s.deleted(tx, id, now)
 	})
 	if err == nil {
 		s.views.forget(id)
 	}
 	return err
+}
+
+// deleted appends product.deleted for id to the outbox in tx.
+func (s *Store) deleted(tx *bolt.Tx, id string, now time.Time) error {
+	_, err := events.Append(tx, productsrpc.Service, productsrpc.TopicProductDeleted,
+		productsrpc.ProductDeleted{ProductID: id, DeletedAt: now.UTC()})
+	if err != nil {
+		return err
+	}
+	if s.afterEvent != nil {
+		return s.afterEvent(tx)
+	}
+	return nil
 }
 
 func deletePrefix(b *bolt.Bucket, prefix []byte) error {

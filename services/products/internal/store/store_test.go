@@ -290,13 +290,13 @@ func TestDeleteRemovesEveryTrace(t *testing.T) {
 	s.Get(gone.ID, true) // pending at delete time
 
 	errNo := errors.New("not yours")
-	if err := s.Delete(gone.ID, func(product.Product) error { return errNo }); !errors.Is(err, errNo) {
+	if err := s.Delete(gone.ID, t0, func(product.Product) error { return errNo }); !errors.Is(err, errNo) {
 		t.Fatalf("a refused delete = %v", err)
 	}
-	if err := s.Delete(gone.ID, func(product.Product) error { return nil }); err != nil {
+	if err := s.Delete(gone.ID, t0, func(product.Product) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(gone.ID, func(product.Product) error { return nil }); !errors.Is(err, product.ErrNotFound) {
+	if err := s.Delete(gone.ID, t0, func(product.Product) error { return nil }); !errors.Is(err, product.ErrNotFound) {
 		t.Fatalf("deleting twice = %v", err)
 	}
 	if _, err := s.Get(gone.ID, false); !errors.Is(err, product.ErrNotFound) {

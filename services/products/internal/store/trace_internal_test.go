@@ -55,29 +55,62 @@ func TestDeleteLeavesNoKeyOrValueNamingTheProduct(t *testing.T) {
 	if n := mentions(t, s, gone.ID); n < 8 {
 		t.Fatalf("before Delete only %d entries name the product; the test sees too little", n)
 	}
-	if err := s.Delete(gone.ID, func(product.Product) error { return nil }); err != nil {
+	if n := outboxMentions(t, s, gone.ID); n != 0 {
+		t.Fatalf("before Delete %d outbox events name the product", n)
+	}
+	if err := s.Delete(gone.ID, time.Now(), func(product.Product) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n := mentions(t, s, gone.ID); n != 0 {
 		t.Fatalf("%d entries still name the deleted product", n)
+	}
+	// Only its product.deleted event does, until the relay's retention drops it.
+	if n := outboxMentions(t, s, gone.ID); n != 1 {
+		t.Fatalf("%d outbox events name the deleted product, want its product.deleted only", n)
 	}
 	if n := mentions(t, s, keep.ID); n < 8 {
 		t.Fatalf("the other product lost entries: %d left", n)
 	}
 }
 
-// mentions counts keys and values, in every bucket, containing id.
+// outboxBucket is plugins/events' outbox, where product.deleted names the
+// product it is about.
+const outboxBucket = "events.outbox"
+
+// mentions counts keys and values, in every bucket but the outbox,
+// containing id.
 func mentions(t *testing.T, s *Store, id string) int {
 	t.Helper()
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if string(name) == outboxBucket {
+				return nil
+			}
 			return b.ForEach(func(k, v []byte) error {
 				if bytes.Contains(k, []byte(id)) || bytes.Contains(v, []byte(id)) {
 					n++
 				}
 				return nil
 			})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// outboxMentions counts the outbox events containing id.
+func outboxMentions(t *testing.T, s *Store, id string) int {
+	t.Helper()
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(outboxBucket)).ForEach(func(_, v []byte) error {
+			if bytes.Contains(v, []byte(id)) {
+				n++
+			}
+			return nil
 		})
 	})
 	if err != nil {

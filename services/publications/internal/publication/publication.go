@@ -276,6 +276,19 @@ func (p *Publication) Apply(ch Patch, now time.Time) error {
 	return nil
 }
 
+// CloseForDeletedProduct closes the publication because the product it
+// lists was deleted: whatever its status, it ends closed (final: nothing
+// more can be reserved; held reservations may still be committed or
+// released, and restocked units come back to a listing that stays closed).
+// changed is false when it was closed already.
+func (p *Publication) CloseForDeletedProduct(now time.Time) (changed bool) {
+	if p.Status == publicationsrpc.StatusClosed {
+		return false
+	}
+	p.Status, p.UpdatedAt = publicationsrpc.StatusClosed, now
+	return true
+}
+
 // Search is a validated SearchRequest.
 type Search struct {
 	Text      string

@@ -497,3 +497,32 @@ func TestReserveThenSettle(t *testing.T) {
 		}
 	})
 }
+
+func TestCloseForDeletedProduct(t *testing.T) {
+	for _, from := range []string{publicationsrpc.StatusActive, publicationsrpc.StatusPaused, publicationsrpc.StatusClosed} {
+		t.Run("from "+from, func(t *testing.T) {
+			p, err := publication.New("p1", "s1", valid, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Status, p.Reserved = from, 1
+			was := p
+			later := t0.Add(time.Hour)
+			changed := p.CloseForDeletedProduct(later)
+			if changed != (from != publicationsrpc.StatusClosed) {
+				t.Fatalf("changed = %v", changed)
+			}
+			want := was
+			if changed {
+				want.Status, want.UpdatedAt = publicationsrpc.StatusClosed, later
+			}
+			if p != want {
+				t.Fatalf("got %+v, want %+v (only status and time change; stock stays)", p, want)
+			}
+			s := publication.Stock{Quantity: p.Quantity, Reserved: p.Reserved}
+			if err := s.Hold(p.ID, p.Status, 1); !errors.Is(err, publication.ErrNotAvailable) {
+				t.Fatalf("Hold on a closed publication = %v", err)
+			}
+		})
+	}
+}

@@ -26,6 +26,7 @@ var (
 	byPrice            = []byte("publications.by_price")         // currency (3 bytes) amount (8 bytes BE) id → nil
 	reservationsBucket = []byte("reservations")                  // reservation id → Reservation JSON
 	byExpiry           = []byte("reservations.by_expiry")        // expires_at unix nano (8 bytes BE) \x00 id → nil; held ones only
+	deletedProducts    = []byte("deleted_products")              // product id → deleted_at (RFC 3339): from product.deleted events
 )
 
 // titles is the full-text index over titles (buckets publications.postings
@@ -33,7 +34,7 @@ var (
 var titles = textsearch.New("publications")
 
 func createBuckets(tx *bolt.Tx) error {
-	for _, b := range [][]byte{publicationsBucket, byProduct, bySeller, bySellerStatus, byStatus, byPrice, reservationsBucket, byExpiry} {
+	for _, b := range [][]byte{publicationsBucket, byProduct, bySeller, bySellerStatus, byStatus, byPrice, reservationsBucket, byExpiry, deletedProducts} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}

@@ -80,11 +80,16 @@ func (s *Store) changed(tx *bolt.Tx, p publication.Publication) error {
 }
 
 // Create stores a new publication with its indexes and its
-// publication.changed event, in one transaction.
+// publication.changed event, in one transaction. A product known to be
+// deleted (product.deleted was handled) is publication.UnknownProduct: the
+// products service may have said it existed just before it was deleted.
 func (s *Store) Create(p publication.Publication) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(publicationsBucket).Get([]byte(p.ID)) != nil {
 			return fmt.Errorf("store: publication %s exists", p.ID)
+		}
+		if tx.Bucket(deletedProducts).Get([]byte(p.ProductID)) != nil {
+			return publication.UnknownProduct(p.ProductID)
 		}
 		if err := putPublication(tx, p); err != nil {
 			return err
@@ -182,6 +187,49 @@ func (s *Store) Update(id string, fn func(*publication.Publication) error) (p pu
 		return publication.Publication{}, false, err
 	}
 	return p, changed, nil
+}
+
+// CloseProduct applies product.deleted inside tx (the events consumer's
+// transaction, which also records the event as handled): it remembers that
+// productID was deleted (so Create refuses it from now on) and closes every
+// publication of the product that is not closed yet, found through the
+// by_product index, each with its indexes and its publication.changed
+// event. Held reservations are left alone: they may still be committed or
+// released (Stock.Settle does not look at the status). It returns the
+// publications it closed; applying it again closes nothing more.
+func (s *Store) CloseProduct(tx *bolt.Tx, productID string, deletedAt, now time.Time) ([]publication.Publication, error) {
+	if err := tx.Bucket(deletedProducts).Put([]byte(productID), []byte(deletedAt.UTC().Format(time.RFC3339Nano))); err != nil {
+		return nil, err
+	}
+	// Collect the IDs first: keys are only valid during the cursor walk.
+	var ids []string
+	prefix := boltdb.Prefix(productID)
+	c := tx.Bucket(byProduct).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		ids = append(ids, string(k[len(prefix):]))
+	}
+	var closed []publication.Publication
+	for _, id := range ids {
+		old, err := getPublication(tx, id)
+		if err != nil {
+			return nil, fmt.Errorf("store: product %s: %w", productID, err)
+		}
+		p := old
+		if !p.CloseForDeletedProduct(now) {
+			continue
+		}
+		if err := reindex(tx, old, p); err != nil {
+			return nil, err
+		}
+		if err := putPublication(tx, p); err != nil {
+			return nil, err
+		}
+		if err := s.changed(tx, p); err != nil {
+			return nil, err
+		}
+		closed = append(closed, p)
+	}
+	return closed, nil
 }
 
 // reindex moves the status and price index entries of a publication that

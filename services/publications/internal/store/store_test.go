@@ -136,7 +136,7 @@ func TestOpenCreatesEveryBucketAndReopens(t *testing.T) {
 	err = s.Bolt().View(func(tx *bolt.Tx) error {
 		for _, b := range []string{"publications", "publications.by_product", "publications.by_seller", "publications.by_seller_status",
 			"publications.by_status", "publications.by_price", "publications.postings", "publications.docs",
-			"reservations", "reservations.by_expiry", "events.outbox", "events.cursors", "events.inbox"} {
+			"reservations", "reservations.by_expiry", "deleted_products", "events.outbox", "events.cursors", "events.inbox"} {
 			if tx.Bucket([]byte(b)) == nil {
 				return fmt.Errorf("bucket %s missing", b)
 			}
