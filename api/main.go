@@ -119,13 +119,10 @@ func run(ctx context.Context) error {
 	if advertise == "" {
 		advertise = ln.Addr().String()
 	}
-	ann, err := service.Announce(reg, service.FullName("api"), nodeID, version, advertise, nil)
-	if err != nil {
-		// The api still serves; Consul may come up later and Keep retries.
-		slog.Warn("api: not registered in Consul yet", "err", err)
-	} else {
-		go ann.Keep(ctx)
-	}
+	// The api serves whether or not Consul answers: Keep registers it as soon
+	// as Consul does (logging until then), and again if Consul forgets it.
+	ann := service.Announce(reg, service.FullName("api"), nodeID, version, advertise, map[string]string{"protocol": "http"})
+	go ann.Keep(ctx)
 	slog.Info("api started", "address", ln.Addr().String(), "version", version, "startup_ms", time.Since(started).Milliseconds())
 
 	select {
@@ -134,10 +131,9 @@ func run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	slog.Info("shutting down: deregistering, then draining in-flight requests")
-	if ann != nil {
-		if err := ann.Withdraw(); err != nil {
-			slog.Error("deregister", "err", err)
-		}
+	// Final: neither Keep nor a register in flight puts the api back.
+	if err := ann.Withdraw(); err != nil {
+		slog.Error("deregister", "err", err)
 	}
 	time.Sleep(cfg.API.DrainDelay.D())
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

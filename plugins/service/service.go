@@ -156,7 +156,8 @@ func CheckURL(path, nodeID string) string {
 // get an HTTP check on http://<advertised host>:<opsPort><checkPath>.
 // DeregisterCriticalServiceAfter (Consul's minimum, one minute) removes a
 // crashed instance from the catalog by itself; callers stop using it as soon
-// as its check turns critical.
+// as its check turns critical. Consul shows the version and node metadata in
+// the service Meta (see readableRegistry).
 func NewRegistry(c config.Consul, opsPort, checkPath string) registry.Registry {
 	opts := []registry.Option{registry.Addrs(c.Address)}
 	if opsPort != "" {
@@ -166,7 +167,7 @@ func NewRegistry(c config.Consul, opsPort, checkPath string) registry.Registry {
 		}
 		opts = append(opts, consul.HTTPCheck("http", opsPort, checkPath, interval, interval))
 	}
-	return consul.NewRegistry(opts...)
+	return readableRegistry{consul.NewRegistry(opts...)}
 }
 
 // Name is the registry name, e.g. "marketmesh.users".

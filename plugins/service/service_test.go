@@ -169,6 +169,22 @@ func TestService(t *testing.T) {
 		if port := entries[0].Service.Port; port == 0 || entries[0].Service.Address != "127.0.0.1" {
 			t.Fatalf("registered at %s:%d, want 127.0.0.1 and the RPC port", entries[0].Service.Address, port)
 		}
+		// Operators read the version and protocol in Consul's service Meta;
+		// no tag per endpoint (nothing selects by endpoint).
+		if meta := entries[0].Service.Meta; meta["version"] != "1.2.3" || meta["protocol"] != "grpc" {
+			t.Fatalf("Consul Meta %v, want version=1.2.3 and protocol=grpc", meta)
+		}
+		for _, tag := range entries[0].Service.Tags {
+			if strings.HasPrefix(tag, "e-") {
+				t.Fatalf("an encoded endpoint tag in Consul: %v", entries[0].Service.Tags)
+			}
+		}
+		// go-micro still decodes what it needs from the tags.
+		found, err := svc.Registry().GetService(svc.Name())
+		if err != nil || len(found) != 1 || found[0].Version != "1.2.3" || len(found[0].Nodes) != 1 ||
+			found[0].Nodes[0].Metadata["protocol"] != "grpc" {
+			t.Fatalf("GetService = %+v, %v", found, err)
+		}
 
 		// It serves RPC, and the request metadata reaches the handler's context.
 		rsp, err := ping(t, svc, rpcmeta.WithCaller(rpcmeta.WithRequestID(context.Background(), "req-5"), "user-5"), "")
