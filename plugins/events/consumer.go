@@ -48,13 +48,32 @@ type Server interface {
 	Go(fn func(context.Context))
 }
 
+// AttachOption changes how Attach announces the consumer.
+type AttachOption func(*attachOptions)
+
+type attachOptions struct{ from string }
+
+// FromLatest makes a producer's relay start this subscriber at the end of
+// its outbox when it first sees it, instead of replaying the events it still
+// retains: for effects that must only follow new facts (a welcome email).
+// Once the relay holds a cursor for the subscriber, the subscriber gets
+// everything after it, whatever it announces.
+func FromLatest() AttachOption { return func(o *attachOptions) { o.from = FromLatestValue } }
+
 // Attach serves Events.Deliver on svc and announces the topics in the
-// registry, where producers' relays find them.
-func (c *Consumer) Attach(svc Server) error {
+// registry, where producers' relays find them. By default a subscriber new
+// to a producer gets the events the producer still retains (history); see
+// FromLatest.
+func (c *Consumer) Attach(svc Server, opts ...AttachOption) error {
+	o := attachOptions{from: FromOldestValue}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := svc.Handle(&Events{c: c}); err != nil {
 		return fmt.Errorf("events: %w", err)
 	}
 	svc.SetMetadata(SubscribesKey, strings.Join(c.Topics(), ","))
+	svc.SetMetadata(SubscribesFromKey, o.from)
 	svc.Go(c.pruneInbox)
 	return nil
 }

@@ -2,6 +2,8 @@ package events_test
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -32,7 +34,14 @@ var testRPC = config.RPC{
 // openDB opens a bbolt file in a temp folder with the events buckets.
 func openDB(t *testing.T) *bolt.DB {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "store.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	return openPath(t, filepath.Join(t.TempDir(), "store.db"))
+}
+
+// openPath opens the bbolt file at path and sets up the events buckets
+// (migrating what the previous version wrote).
+func openPath(t *testing.T, path string) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,13 +52,17 @@ func openDB(t *testing.T) *bolt.DB {
 	return db
 }
 
-// outbox lists the IDs in db's outbox.
+// outbox lists the IDs of the events in db's outbox, in outbox order.
 func outbox(t *testing.T, db *bolt.DB) []string {
 	t.Helper()
 	var ids []string
 	err := db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(events.OutboxBucket).ForEach(func(k, _ []byte) error {
-			ids = append(ids, string(k))
+		return tx.Bucket(events.OutboxBucket).ForEach(func(_, v []byte) error {
+			var ev events.Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return err
+			}
+			ids = append(ids, ev.ID)
 			return nil
 		})
 	})
@@ -135,16 +148,24 @@ func TestEventIDsSortInAppendOrder(t *testing.T) {
 
 // producer is a service's outbox with its relay running.
 type producer struct {
-	db    *bolt.DB
-	relay *events.Relay
+	db      *bolt.DB
+	relay   *events.Relay
+	metrics *prometheus.Registry
 }
 
-func startProducer(t *testing.T, agent *meshtest.Agent) *producer {
+func startProducer(t *testing.T, agent *meshtest.Agent, opts ...events.RelayOption) *producer {
 	t.Helper()
-	db := openDB(t)
+	return runProducer(t, agent, openDB(t), opts...)
+}
+
+// runProducer runs a relay over db's outbox.
+func runProducer(t *testing.T, agent *meshtest.Agent, db *bolt.DB, opts ...events.RelayOption) *producer {
+	t.Helper()
 	reg := service.NewRegistry(config.Consul{Address: agent.Addr}, "", "")
 	c := rpcclient.New(reg, config.NewLive(testRPC), rpcclient.Metrics(prometheus.NewRegistry()))
-	relay := events.NewRelay(db, c, reg, events.Poll(100*time.Millisecond), events.Discover(200*time.Millisecond))
+	metrics := prometheus.NewRegistry()
+	opts = append([]events.RelayOption{events.Poll(100 * time.Millisecond), events.Discover(200 * time.Millisecond), events.Metrics(metrics)}, opts...)
+	relay := events.NewRelay(db, c, reg, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -159,7 +180,7 @@ func startProducer(t *testing.T, agent *meshtest.Agent) *producer {
 			t.Error("relay did not stop")
 		}
 	})
-	return &producer{db: db, relay: relay}
+	return &producer{db: db, relay: relay, metrics: metrics}
 }
 
 // append commits one event (or rolls it back) and wakes the relay.
@@ -182,16 +203,58 @@ func (p *producer) append(t *testing.T, topic string, n int, commit bool) events
 	return ev
 }
 
+// cursor is the ID of the event at subscriber's cursor ("" if none).
 func (p *producer) cursor(t *testing.T, subscriber string) string {
 	t.Helper()
-	var c string
+	var id string
 	if err := p.db.View(func(tx *bolt.Tx) error {
-		c = string(tx.Bucket(events.CursorBucket).Get([]byte(subscriber)))
+		c := tx.Bucket(events.CursorBucket).Get([]byte(subscriber))
+		if c == nil {
+			return nil
+		}
+		raw := tx.Bucket(events.OutboxBucket).Get(c)
+		if raw == nil {
+			return nil
+		}
+		var ev events.Event
+		err := json.Unmarshal(raw, &ev)
+		id = ev.ID
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// cursorSeq is subscriber's cursor; ok is false when the relay has none.
+func cursorSeq(t *testing.T, db *bolt.DB, subscriber string) (seq uint64, ok bool) {
+	t.Helper()
+	if err := db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(events.CursorBucket).Get([]byte(subscriber))
+		if ok = c != nil; ok {
+			if len(c) != 8 {
+				return fmt.Errorf("cursor %q is not a sequence", c)
+			}
+			seq = binary.BigEndian.Uint64(c)
+		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return seq, ok
+}
+
+// appendEvent commits ev with AppendEvent and wakes the relay.
+func (p *producer) appendEvent(t *testing.T, ev events.Event) events.Event {
+	t.Helper()
+	if err := p.db.Update(func(tx *bolt.Tx) error {
+		_, err := events.AppendEvent(tx, ev)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.relay.Notify()
+	return ev
 }
 
 // consumer is a service that subscribes to topics and records what it handled.
@@ -211,6 +274,15 @@ type consumer struct {
 // deliveries.
 func startConsumer(t *testing.T, agent *meshtest.Agent, name string, failFirst map[string]int, topics ...string) *consumer {
 	t.Helper()
+	return startConsumerWith(t, agent, name, failFirst, nil, topics...)
+}
+
+// startConsumerWith is startConsumer attaching with opts.
+func startConsumerWith(t *testing.T, agent *meshtest.Agent, name string, failFirst map[string]int, opts []events.AttachOption, topics ...string) *consumer {
+	t.Helper()
+	if failFirst == nil {
+		failFirst = map[string]int{}
+	}
 	c := &consumer{db: openDB(t), failures: failFirst}
 	con := events.NewConsumer(c.db)
 	for _, topic := range topics {
@@ -227,7 +299,7 @@ func startConsumer(t *testing.T, agent *meshtest.Agent, name string, failFirst m
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := con.Attach(svc); err != nil {
+	if err := con.Attach(svc, opts...); err != nil {
 		t.Fatal(err)
 	}
 	c.name = svc.Name()
