@@ -58,9 +58,12 @@ func TestUserJourneyThroughTheAPI(t *testing.T) {
 		m.must(404, "GET", "/v1/users/01UNKNOWN", "", nil)
 	})
 	t.Run("the wishlist keeps publication IDs per user", func(t *testing.T) {
-		m.must(201, "POST", "/v1/users/me/wishlist", adaToken, map[string]string{"publication_id": "01PUBA"})
-		m.must(200, "POST", "/v1/users/me/wishlist", adaToken, map[string]string{"publication_id": "01PUBA"})
-		m.must(201, "POST", "/v1/users/me/wishlist", adaToken, map[string]string{"publication_id": "01PUBB"})
+		pubA := m.seedPublication(bobToken, "Wished lamp", 1200, "USD", 1)
+		pubB := m.seedPublication(bobToken, "Wished chair", 5400, "USD", 1)
+		m.must(404, "POST", "/v1/users/me/wishlist", adaToken, map[string]string{"publication_id": "01UNKNOWNPUB"})
+		m.must(201, "POST", "/v1/users/me/wishlist", adaToken, map[string]string{"publication_id": pubA})
+		m.must(200, "POST", "/v1/users/me/wishlist", adaToken, map[string]string{"publication_id": pubA})
+		m.must(201, "POST", "/v1/users/me/wishlist", adaToken, map[string]string{"publication_id": pubB})
 		list := m.must(200, "GET", "/v1/users/me/wishlist", adaToken, nil)
 		if n := len(list["items"].([]any)); n != 2 {
 			t.Fatalf("ada's wishlist has %d items: %v", n, list)
@@ -68,8 +71,8 @@ func TestUserJourneyThroughTheAPI(t *testing.T) {
 		if n := len(m.must(200, "GET", "/v1/users/me/wishlist", bobToken, nil)["items"].([]any)); n != 0 {
 			t.Fatalf("bob sees %d of ada's wishlist items", n)
 		}
-		m.must(204, "DELETE", "/v1/users/me/wishlist/01PUBA", adaToken, nil)
-		m.must(404, "DELETE", "/v1/users/me/wishlist/01PUBA", adaToken, nil)
+		m.must(204, "DELETE", "/v1/users/me/wishlist/"+pubA, adaToken, nil)
+		m.must(404, "DELETE", "/v1/users/me/wishlist/"+pubA, adaToken, nil)
 		page := m.must(200, "GET", "/v1/users/me/wishlist?page_size=1", adaToken, nil)
 		if len(page["items"].([]any)) != 1 || page["next_page_token"] != "" {
 			t.Fatalf("page = %v", page)

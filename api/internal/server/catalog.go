@@ -154,11 +154,13 @@ func (a *API) getProduct(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// publicationBody is POST /v1/publications; Quantity is a pointer so that
+// a missing or null quantity is refused while an explicit 0 is kept.
 type publicationBody struct {
 	ProductID string      `json:"product_id"`
 	Title     string      `json:"title"`
 	Price     money.Money `json:"price"`
-	Quantity  int64       `json:"quantity"`
+	Quantity  *int64      `json:"quantity"`
 	Condition string      `json:"condition"`
 }
 
@@ -170,7 +172,11 @@ func (a *API) createPublication(w http.ResponseWriter, r *http.Request) error {
 	if err := required([2]string{"product_id", b.ProductID}, [2]string{"title", b.Title}, [2]string{"condition", b.Condition}); err != nil {
 		return err
 	}
-	p, err := a.publications.Create(r.Context(), publicationsrpc.CreateRequest(b))
+	if b.Quantity == nil {
+		return apierror.New(http.StatusUnprocessableEntity, "quantity is required")
+	}
+	p, err := a.publications.Create(r.Context(), publicationsrpc.CreateRequest{ProductID: b.ProductID, Title: b.Title,
+		Price: b.Price, Quantity: *b.Quantity, Condition: b.Condition})
 	if err != nil {
 		return err
 	}

@@ -37,11 +37,15 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any)
 	return nil
 }
 
-// requireJSON refuses a request whose body is not declared application/json (415).
+// requireJSON refuses a request whose body is not declared application/json
+// in UTF-8 (no charset, or charset=utf-8) with 415.
 func requireJSON(r *http.Request) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return apierror.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return apierror.New(http.StatusUnsupportedMediaType, fmt.Sprintf("charset %q is not supported: send UTF-8 JSON (charset=utf-8 or no charset)", quote(cs)))
 	}
 	return nil
 }

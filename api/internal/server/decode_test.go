@@ -46,6 +46,11 @@ func TestBadInputIsA4xxNamingTheProblem(t *testing.T) {
 		{"a missing name is 422", req{method: "POST", path: "/v1/auth/register", body: `{"email":"ada@example.com","password":"password123"}`}, 422, "unprocessable_entity", "name"},
 		{"JSON null is 422 for the first required field", req{method: "POST", path: "/v1/auth/register", body: `null`}, 422, "unprocessable_entity", "email"},
 		{"application/json with a charset is accepted", req{method: "POST", path: "/v1/auth/register", body: `{}`, header: map[string]string{"Content-Type": "application/json; charset=utf-8"}}, 422, "unprocessable_entity", "email"},
+		{"the utf-8 charset is case-insensitive", req{method: "POST", path: "/v1/auth/register", body: `{}`, header: map[string]string{"Content-Type": "application/json; charset=UTF-8"}}, 422, "unprocessable_entity", "email"},
+		{"a utf-16 charset is 415 naming it", req{method: "POST", path: "/v1/auth/register", body: validRegister, header: map[string]string{"Content-Type": "application/json; charset=utf-16"}}, 415, "unsupported_media_type", `"utf-16"`},
+		{"a latin-1 charset is 415 naming it", req{method: "POST", path: "/v1/auth/register", body: validRegister, header: map[string]string{"Content-Type": "application/json; charset=ISO-8859-1"}}, 415, "unsupported_media_type", "ISO-8859-1"},
+		{"an empty charset is 415", req{method: "POST", path: "/v1/auth/register", body: validRegister, header: map[string]string{"Content-Type": `application/json; charset=""`}}, 415, "unsupported_media_type", "charset"},
+		{"a charset on another write is 415 too", req{method: "PATCH", path: "/v1/users/me", body: `{"name":"Ada"}`, bearer: tok, header: map[string]string{"Content-Type": "application/json; charset=utf-16le"}}, 415, "unsupported_media_type", "utf-16le"},
 
 		// Login decodes the same way.
 		{"login with an unknown field is 400", req{method: "POST", path: "/v1/auth/login", body: `{"email":"a@b.co","password":"x","otp":"1"}`}, 400, "bad_request", "otp"},
@@ -68,6 +73,9 @@ func TestBadInputIsA4xxNamingTheProblem(t *testing.T) {
 		{"a string for a boolean preference is 400", req{method: "PUT", path: "/v1/users/me/notification-preferences", body: `{"email":"yes","push":true}`, bearer: tok}, 400, "bad_request", "boolean"},
 		{"a bank account with an extra field is 400", req{method: "POST", path: "/v1/users/me/bank-accounts", body: `{"holder":"A","bank":"B","account_number":"12345678","currency":"EUR","iban":"x"}`, bearer: tok}, 400, "bad_request", "iban"},
 		{"a device as an array is 400", req{method: "POST", path: "/v1/users/me/devices", body: `[]`, bearer: tok}, 400, "bad_request", "JSON object"},
+		{"a publication without quantity is 422", req{method: "POST", path: "/v1/publications", body: `{"product_id":"p1","title":"Lamp","price":{"amount":1999,"currency":"USD"},"condition":"new"}`, bearer: tok}, 422, "unprocessable_entity", "quantity is required"},
+		{"a publication with a null quantity is 422", req{method: "POST", path: "/v1/publications", body: `{"product_id":"p1","title":"Lamp","price":{"amount":1999,"currency":"USD"},"quantity":null,"condition":"new"}`, bearer: tok}, 422, "unprocessable_entity", "quantity is required"},
+		{"a publication with a string quantity is 400", req{method: "POST", path: "/v1/publications", body: `{"product_id":"p1","title":"Lamp","price":{"amount":1999,"currency":"USD"},"quantity":"1","condition":"new"}`, bearer: tok}, 400, "bad_request", `"quantity"`},
 
 		// Paging parameters.
 		{"page_size=0 is 400", req{method: "GET", path: "/v1/users/me/wishlist?page_size=0", bearer: tok}, 400, "bad_request", "page_size"},

@@ -200,6 +200,12 @@ func TestUnknownPathsAndMethods(t *testing.T) {
 		{"a trailing slash is another path", "GET", "/v1/users/me/wishlist/", 404, "not_found", nil},
 		{"the root is 404", "GET", "/", 404, "not_found", nil},
 		{"an unknown docs asset is 404", "GET", "/docs/nope.js", 404, "not_found", nil},
+		{"a '..' segment is 404, not a redirect", "PATCH", "/v1/products/..", 404, "not_found", nil},
+		{"a '..' segment that cleans to a route is 404", "GET", "/v1/users/me/wishlist/../../me", 404, "not_found", nil},
+		{"a '.' segment is 404", "DELETE", "/v1/products/./p1", 404, "not_found", nil},
+		{"a trailing '.' segment is 404", "GET", "/v1/users/me/.", 404, "not_found", nil},
+		{"a doubled slash is 404", "GET", "/v1//users/me", 404, "not_found", nil},
+		{"a leading doubled slash is 404", "GET", "//healthz", 404, "not_found", nil},
 		{"DELETE on /v1/users/me is 405", "DELETE", "/v1/users/me", 405, "method_not_allowed", []string{"GET", "PATCH"}},
 		{"GET on /v1/auth/register is 405", "GET", "/v1/auth/register", 405, "method_not_allowed", []string{"POST"}},
 		{"PUT on /v1/auth/login is 405", "PUT", "/v1/auth/login", 405, "method_not_allowed", []string{"POST"}},
@@ -210,6 +216,9 @@ func TestUnknownPathsAndMethods(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := ta.do(t, req{method: tt.method, path: tt.path})
 			msg := wantError(t, rec, tt.status, tt.code)
+			if loc := rec.Header().Get("Location"); loc != "" {
+				t.Errorf("Location = %q: an unknown path is not redirected", loc)
+			}
 			if !strings.Contains(msg, tt.path) {
 				t.Errorf("message %q does not name the path", msg)
 			}

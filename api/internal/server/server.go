@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -185,24 +186,51 @@ func (a *API) Handler() http.Handler {
 }
 
 // route dispatches through the mux, but answers unknown paths and methods in
-// the JSON error shape instead of ServeMux's plain text.
+// the JSON error shape instead of ServeMux's plain text. ServeMux would
+// redirect a path that is not canonical ("/v1/products/..", "//v1/cart",
+// "/v1/./cart") to its cleaned form, and "/tree" to a registered "/tree/",
+// with an HTML body; routes here are exact, so each of those is a 404 in
+// the error shape, never a redirect.
 func (a *API) route(w http.ResponseWriter, r *http.Request) {
+	notFound := "no route for " + r.Method + " " + r.URL.Path
+	if r.Method != http.MethodConnect && !isCleanPath(r.URL.EscapedPath()) {
+		apierror.WriteStatus(w, r, http.StatusNotFound, notFound+": a path must not have empty, '.' or '..' segments")
+		return
+	}
 	h, pattern := a.mux.Handler(r)
 	if pattern != "" {
+		// A subtree pattern ("GET /docs/") matches a path one segment
+		// shorter (the path without the trailing slash) only to redirect.
+		if _, pp, _ := strings.Cut(pattern, " "); strings.HasSuffix(pp, "/") &&
+			strings.Count(pp, "/") == strings.Count(r.URL.EscapedPath(), "/")+1 {
+			apierror.WriteStatus(w, r, http.StatusNotFound, notFound+" (did you mean "+r.URL.Path+"/?)")
+			return
+		}
 		a.mux.ServeHTTP(w, r)
 		return
 	}
 	probe := &headerProbe{header: http.Header{}}
 	h.ServeHTTP(probe, r)
-	switch probe.status {
-	case http.StatusMethodNotAllowed:
+	if probe.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", probe.header.Get("Allow"))
 		apierror.WriteStatus(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path)
-	case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
-		http.Redirect(w, r, probe.header.Get("Location"), probe.status)
-	default:
-		apierror.WriteStatus(w, r, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
+		return
 	}
+	apierror.WriteStatus(w, r, http.StatusNotFound, notFound)
+}
+
+// isCleanPath reports whether ServeMux would serve p as it is rather than
+// redirect to a cleaned form: rooted, with no empty, "." or ".." segments
+// (a trailing slash is kept, as ServeMux keeps it).
+func isCleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean == p
 }
 
 // headerProbe records what ServeMux's built-in handlers would answer.

@@ -2,8 +2,13 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/marketmesh/marketmesh/api/internal/fanout"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
@@ -165,8 +170,14 @@ func (a *API) listWishlist(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ids := uniqueIDs(page.Items, func(it usersrpc.WishlistItem) string { return it.PublicationID })
+	// An ID publications would refuse (saved before IDs were checked) is a
+	// line that is gone, not a reason to fail the publications part.
+	ids := slices.DeleteFunc(uniqueIDs(page.Items, func(it usersrpc.WishlistItem) string { return it.PublicationID }),
+		func(id string) bool { return checkPublicationID(id) != nil })
 	var pubs map[string]publicationsrpc.Publication
+	if len(ids) == 0 {
+		pubs = map[string]publicationsrpc.Publication{} // nothing to look up: every line is gone
+	}
 	var imgs map[string]imagesrpc.Image
 	parts := fanout.New(r.Context())
 	a.publicationsPart(parts, ids, &pubs)
@@ -200,7 +211,15 @@ func (a *API) addWishlist(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
 		return err
 	}
-	if err := required([2]string{"publication_id", b.PublicationID}); err != nil {
+	if err := checkPublicationID(b.PublicationID); err != nil {
+		return err
+	}
+	// Only a publication that exists may be saved: publications' 404 is
+	// the answer, and publications down is its 503 (nothing is saved).
+	if _, err := a.publications.Get(r.Context(), b.PublicationID); err != nil {
+		if gone(err) == nil {
+			return apierror.New(http.StatusNotFound, "publication "+b.PublicationID+" not found")
+		}
 		return err
 	}
 	res, err := a.users.AddWishlist(r.Context(), b.PublicationID)
@@ -328,6 +347,21 @@ func (a *API) setPreferences(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// checkPublicationID refuses (422) a publication_id that no service would
+// take as an ID: empty, over 64 bytes, not UTF-8, or with '/', white space
+// or control characters (the users domain's rule, which publications'
+// is wider than).
+func checkPublicationID(id string) error {
+	if err := required([2]string{"publication_id", id}); err != nil {
+		return err
+	}
+	bad := func(r rune) bool { return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) }
+	if len(id) > 64 || !utf8.ValidString(id) || strings.ContainsFunc(id, bad) {
+		return apierror.New(http.StatusUnprocessableEntity, fmt.Sprintf("publication_id %q is not a valid ID", quote(id)))
+	}
 	return nil
 }
 

@@ -437,11 +437,16 @@ func TestWishlistDevicesAndPreferences(t *testing.T) {
 		t.Fatalf("second add = %+v, %v; want created false", added, err)
 	}
 	microErr(t, f.h.AddWishlist(ctx, &usersrpc.WishlistRequest{PublicationID: "a/b"}, &added), 422)
+	microErr(t, f.h.AddWishlist(ctx, &usersrpc.WishlistRequest{PublicationID: "pub\x00-1"}, &added), 422)
 	me := microErr(t, f.h.RemoveWishlist(ctx, &usersrpc.WishlistRequest{PublicationID: "pub-2"}, &usersrpc.Empty{}), 404)
 	if !strings.Contains(me.Detail, "pub-2") {
 		t.Errorf("404 detail %q does not name the publication", me.Detail)
 	}
-	microErr(t, f.h.ListWishlist(ctx, &usersrpc.PageRequest{PageToken: "!!!"}, &usersrpc.WishlistPage{}), 400)
+	for _, tok := range []string{"!!!", "abc", "garbage"} { // "abc" and "garbage" are valid base64
+		microErr(t, f.h.ListWishlist(ctx, &usersrpc.PageRequest{PageToken: tok}, &usersrpc.WishlistPage{}), 400)
+		microErr(t, f.h.ListBankAccounts(ctx, &usersrpc.PageRequest{PageToken: tok}, &usersrpc.BankAccountPage{}), 400)
+		microErr(t, f.h.ListDevices(ctx, &usersrpc.PageRequest{PageToken: tok}, &usersrpc.DevicePage{}), 400)
+	}
 
 	var dev usersrpc.DeviceAdded
 	if err := f.h.AddDevice(ctx, &usersrpc.AddDeviceRequest{Token: "tok-1", Platform: "android"}, &dev); err != nil || !dev.Created || dev.Device.Platform != "android" {

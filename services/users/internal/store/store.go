@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,7 +17,8 @@ import (
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
 )
 
-// ErrBadPageToken is returned for a page token this store did not issue.
+// ErrBadPageToken is returned for a page token this store did not issue, or
+// issued for another list (another collection or another owner).
 var ErrBadPageToken = errors.New("page_token is not valid")
 
 // Store is the users database.
@@ -145,9 +148,9 @@ func listOwned[T any](db *bolt.DB, bucket []byte, owner string, size int, token 
 	prefix := boltdb.Prefix(owner)
 	start := prefix
 	if token != "" {
-		after, err := base64.RawURLEncoding.DecodeString(token)
-		if err != nil || len(after) == 0 {
-			return nil, "", ErrBadPageToken
+		after, err := decodeToken(bucket, owner, token)
+		if err != nil {
+			return nil, "", err
 		}
 		start = append(append([]byte{}, prefix...), after...)
 		start = append(start, 0) // strictly after the last item returned
@@ -159,7 +162,7 @@ func listOwned[T any](db *bolt.DB, bucket []byte, owner string, size int, token 
 		var lastItem []byte
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(items) == size { // there is more: hand out a token
-				next = base64.RawURLEncoding.EncodeToString(lastItem)
+				next = encodeToken(bucket, owner, lastItem)
 				return nil
 			}
 			it, err := decode(k[len(prefix):], v)
@@ -172,4 +175,44 @@ func listOwned[T any](db *bolt.DB, bucket []byte, owner string, size int, token 
 		return nil
 	})
 	return items, next, err
+}
+
+// Page token layout (then unpadded base64url):
+//
+//	[0]    version (1)
+//	[1:5]  FNV-1a 32 of bucket, owner and item, each followed by NUL
+//	[5:]   the last item of the page (non-empty)
+//
+// The checksum makes a token this store did not issue, or issued for
+// another collection or owner, ErrBadPageToken rather than a silent seek.
+const tokenVersion = 1
+
+func tokenSum(bucket []byte, owner string, item []byte) uint32 {
+	h := fnv.New32a()
+	for _, p := range [][]byte{bucket, []byte(owner), item} {
+		h.Write(p)
+		h.Write([]byte{0})
+	}
+	return h.Sum32()
+}
+
+func encodeToken(bucket []byte, owner string, item []byte) string {
+	b := make([]byte, 0, 5+len(item))
+	b = append(b, tokenVersion)
+	b = binary.BigEndian.AppendUint32(b, tokenSum(bucket, owner, item))
+	return base64.RawURLEncoding.EncodeToString(append(b, item...))
+}
+
+// decodeToken returns the item a page token of owner's list in bucket
+// points after.
+func decodeToken(bucket []byte, owner, token string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(b) < 6 || b[0] != tokenVersion {
+		return nil, ErrBadPageToken
+	}
+	item := b[5:]
+	if binary.BigEndian.Uint32(b[1:5]) != tokenSum(bucket, owner, item) {
+		return nil, ErrBadPageToken
+	}
+	return item, nil
 }

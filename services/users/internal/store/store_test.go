@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -427,7 +428,25 @@ func TestListRefusesABadPageToken(t *testing.T) {
 	if _, _, err := s.AddWishlist("user-a", "pub-1", t0); err != nil {
 		t.Fatal(err)
 	}
-	for _, tok := range []string{"!!!", "not base64?", "YQ==", "a b"} {
+	if _, _, err := s.AddWishlist("user-a", "pub-2", t0); err != nil {
+		t.Fatal(err)
+	}
+	_, issued, err := s.ListWishlist("user-a", 1, "")
+	if err != nil || issued == "" {
+		t.Fatalf("first page: next %q, %v", issued, err)
+	}
+	if _, _, err := s.ListWishlist("user-a", 1, issued); err != nil {
+		t.Fatalf("the issued token is refused: %v", err)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(issued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 1
+	tampered := base64.RawURLEncoding.EncodeToString(raw)
+	// "abc", "garbage" and "cHViLTE" (base64 of "pub-1") decode as base64:
+	// they were once taken as a position in the list.
+	for _, tok := range []string{"!!!", "not base64?", "YQ==", "a b", "abc", "garbage", "cHViLTE", tampered} {
 		t.Run(fmt.Sprintf("token %q is refused", tok), func(t *testing.T) {
 			lists := map[string]func() error{
 				"wishlist": func() error { _, _, err := s.ListWishlist("user-a", 20, tok); return err },
@@ -441,6 +460,16 @@ func TestListRefusesABadPageToken(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a token of another owner's list is refused", func(t *testing.T) {
+		if _, _, err := s.ListWishlist("user-b", 1, issued); !errors.Is(err, store.ErrBadPageToken) {
+			t.Errorf("err = %v, want ErrBadPageToken", err)
+		}
+	})
+	t.Run("a token of another collection is refused", func(t *testing.T) {
+		if _, _, err := s.ListDevices("user-a", 1, issued); !errors.Is(err, store.ErrBadPageToken) {
+			t.Errorf("err = %v, want ErrBadPageToken", err)
+		}
+	})
 }
 
 func TestCollectionsAreIsolatedBetweenUsers(t *testing.T) {
@@ -468,9 +497,9 @@ func TestCollectionsAreIsolatedBetweenUsers(t *testing.T) {
 		{"B lists no bank accounts", func() error { return wantEmpty(s.ListBankAccounts(b, 20, "")) }, nil},
 		{"B lists no devices", func() error { return wantEmpty(s.ListDevices(b, 20, "")) }, nil},
 		{"B lists no wishlist", func() error { return wantEmpty(s.ListWishlist(b, 20, "")) }, nil},
-		{"a token from A's list does not reveal A's items to B", func() error {
+		{"a token B's list did not issue reveals nothing of A's", func() error {
 			return wantEmpty(s.ListBankAccounts(b, 20, "AA"))
-		}, nil},
+		}, store.ErrBadPageToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

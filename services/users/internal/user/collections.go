@@ -3,6 +3,8 @@ package user
 import (
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/marketmesh/marketmesh/plugins/paging"
 )
@@ -18,16 +20,20 @@ type WishlistEntry struct {
 	AddedAt       time.Time
 }
 
-// CheckPublicationID validates a reference to a publication.
+// CheckPublicationID validates a reference to a publication: at most 64
+// bytes of valid UTF-8, without '/', spaces or control characters (NUL
+// separates the parts of a store key, and the ID is a path segment).
 func CheckPublicationID(id string) error {
 	if strings.TrimSpace(id) == "" {
 		return invalid("publication_id is required")
 	}
-	if len(id) > 64 || strings.ContainsAny(id, "/ \t\r\n") {
+	if len(id) > 64 || !utf8.ValidString(id) || strings.ContainsFunc(id, badIDRune) {
 		return invalid("publication_id %q is not a valid ID", id)
 	}
 	return nil
 }
+
+func badIDRune(r rune) bool { return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // Device is a push registration: one app install, known by its token.
 type Device struct {

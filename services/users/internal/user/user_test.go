@@ -219,6 +219,11 @@ func TestCheckPublicationID(t *testing.T) {
 		{name: "65 characters are refused", in: strings.Repeat("p", 65)},
 		{name: "a '/' is refused", in: "a/b"},
 		{name: "a space is refused", in: "a b"},
+		{name: "a NUL is refused (it separates store key parts)", in: "pub\x00x"},
+		{name: "a control character is refused", in: "pub\x01"},
+		{name: "a tab is refused", in: "pub\t1"},
+		{name: "a no-break space is refused", in: "pub\u00a01"},
+		{name: "invalid UTF-8 is refused", in: "pub\xff"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
