@@ -23,7 +23,7 @@ export PORTS_users PORTS_products PORTS_publications PORTS_images PORTS_orders P
 TESTPATH  = PATH="$$(dirname "$$($(CURDIR)/scripts/consul.sh)"):$$PATH"
 
 CONSUL_VERSION := 1.22.0
-.PHONY: help run test build consul vet lint fmt bench clean docker consul-image compose-test
+.PHONY: help run test build consul vet lint fmt bench chaos clean docker consul-image compose-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -66,6 +66,13 @@ fmt: ## gofmt every Go file
 
 bench: consul ## benchmarks that print figures (latency through the api, breaker fail-fast)
 	$(TESTPATH) go test -run '^$$' -bench . -benchtime 2s -count 1 $(PKGS)
+
+CHAOS_DURATION ?= 60s
+chaos: consul ## kill -9 each service, SIGSTOP one, restart Consul and the mesh under mixed load; prints a table per fault, checks no write is lost
+	@mkdir -p $(BIN); rm -f $(CURDIR)/$(BIN)/chaos-report.txt
+	@cd e2e && CHAOS=1 CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_REPORT=$(CURDIR)/$(BIN)/chaos-report.txt \
+		$(TESTPATH) go test -count=1 -run '^TestChaos$$' -timeout 20m . ; status=$$?; \
+		cat $(CURDIR)/$(BIN)/chaos-report.txt 2>/dev/null; exit $$status
 
 docker: ## build an image per service: marketmesh/<svc>:$(VERSION) and :latest (FROM scratch, nothing pulled)
 	@mkdir -p $(BIN)/docker/empty
