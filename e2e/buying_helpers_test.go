@@ -56,21 +56,24 @@ func (a answer) errOrderID() string {
 // send sends a request with a raw or JSON body and extra headers. It never
 // fails the test on an error status; a transport error is returned as status 0.
 func (m *mesh) send(method, path, token string, body any, headers map[string]string) answer {
-	var raw []byte
+	return doRequest(buyingClient, m.newRequest(method, path, token, body, headers))
+}
+
+// newRequest builds a request to the api: a raw body (string, []byte) or
+// any other value as JSON, a bearer token and extra headers.
+func (m *mesh) newRequest(method, path, token string, body any, headers map[string]string) *http.Request {
+	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
 	case string:
-		raw = []byte(b)
+		rd = strings.NewReader(b)
 	case []byte:
-		raw = b
+		rd = bytes.NewReader(b)
 	default:
-		var err error
-		if raw, err = json.Marshal(b); err != nil {
+		raw, err := json.Marshal(b)
+		if err != nil {
 			panic(err)
 		}
-	}
-	var rd io.Reader
-	if body != nil {
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, m.url+path, rd)
@@ -86,15 +89,24 @@ func (m *mesh) send(method, path, token string, body any, headers map[string]str
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
+	return req
+}
+
+// doRequest sends req with c and reads the whole answer; a transport error,
+// or an answer cut short, is status 0 with the error as its body.
+func doRequest(c *http.Client, req *http.Request) answer {
 	start := time.Now()
-	resp, err := buyingClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return answer{status: 0, raw: []byte(err.Error()), took: time.Since(start)}
 	}
 	defer resp.Body.Close()
 	out := answer{status: resp.StatusCode, hdr: resp.Header}
-	out.raw, _ = io.ReadAll(resp.Body)
+	out.raw, err = io.ReadAll(resp.Body)
 	out.took = time.Since(start)
+	if err != nil {
+		return answer{status: 0, raw: []byte(err.Error()), took: out.took}
+	}
 	if len(out.raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		_ = json.Unmarshal(out.raw, &out.body)
 	}

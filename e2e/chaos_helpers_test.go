@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -69,23 +68,11 @@ func (l *chaosLog) add(o obs) {
 // do sends req, records the answer under route and returns it.
 func (l *chaosLog) do(route string, req *http.Request) answer {
 	start := time.Now()
-	resp, err := chaosClient.Do(req)
-	if err != nil {
-		l.add(obs{route: route, start: start, end: time.Now(), status: 0, body: err.Error()})
-		return answer{status: 0, raw: []byte(err.Error()), took: time.Since(start)}
-	}
-	out := answer{status: resp.StatusCode, hdr: resp.Header}
-	out.raw, err = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	end := time.Now()
-	out.took = end.Sub(start)
-	if err != nil {
-		// The answer was cut: a transport error for the client.
-		l.add(obs{route: route, start: start, end: end, status: 0, body: err.Error()})
-		return answer{status: 0, raw: []byte(err.Error()), took: out.took}
-	}
-	if len(out.raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		_ = json.Unmarshal(out.raw, &out.body)
+	out := doRequest(chaosClient, req)
+	end := start.Add(out.took)
+	if out.status == 0 {
+		l.add(obs{route: route, start: start, end: end, status: 0, body: string(out.raw)})
+		return out
 	}
 	o := obs{route: route, start: start, end: end, status: out.status, code: out.errCode()}
 	if out.status >= 500 && out.status != 503 {
@@ -93,32 +80,6 @@ func (l *chaosLog) do(route string, req *http.Request) answer {
 	}
 	l.add(o)
 	return out
-}
-
-// jsonReq builds a JSON request against the api.
-func jsonReq(m *mesh, method, path, token string, body any, headers map[string]string) *http.Request {
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			panic(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, m.url+path, rd)
-	if err != nil {
-		panic(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	return req
 }
 
 // uploadReq builds a multipart image upload for a product.

@@ -110,26 +110,26 @@ func TestChaos(t *testing.T) {
 			switch r := rng.IntN(100); {
 			case r < 5: // a new user
 				email := fmt.Sprintf("chaos-w%d-u%d@example.com", w, n)
-				a := log.do("register", jsonReq(m, "POST", "/v1/auth/register", "", map[string]string{"email": email, "password": "correct horse", "name": "Chaos " + email}, nil))
+				a := log.do("register", m.newRequest("POST", "/v1/auth/register", "", map[string]string{"email": email, "password": "correct horse", "name": "Chaos " + email}, nil))
 				if a.status == 201 {
 					log.mu.Lock()
 					log.users = append(log.users, email)
 					log.mu.Unlock()
-					log.do("login", jsonReq(m, "POST", "/v1/auth/login", "", map[string]string{"email": email, "password": "correct horse"}, nil))
+					log.do("login", m.newRequest("POST", "/v1/auth/login", "", map[string]string{"email": email, "password": "correct horse"}, nil))
 				}
 			case r < 20:
-				log.do("me", jsonReq(m, "GET", "/v1/users/me", buyer, nil, nil))
+				log.do("me", m.newRequest("GET", "/v1/users/me", buyer, nil, nil))
 			case r < 32:
-				log.do("search", jsonReq(m, "GET", "/v1/products?q="+queries[rng.IntN(len(queries))], "", nil, nil))
+				log.do("search", m.newRequest("GET", "/v1/products?q="+queries[rng.IntN(len(queries))], "", nil, nil))
 			case r < 42:
 				id := pick(rng, func() []string { return log.products })
-				log.do("product", jsonReq(m, "GET", "/v1/products/"+id, "", nil, nil))
+				log.do("product", m.newRequest("GET", "/v1/products/"+id, "", nil, nil))
 			case r < 54:
 				id := pick(rng, func() []string { return log.pubs })
-				log.do("publication", jsonReq(m, "GET", "/v1/publications/"+id, "", nil, nil))
+				log.do("publication", m.newRequest("GET", "/v1/publications/"+id, "", nil, nil))
 			case r < 62: // a product and a publication of it
 				title := fmt.Sprintf("Chaos gadget w%d n%d", w, n)
-				a := log.do("create-product", jsonReq(m, "POST", "/v1/products", sl.token, map[string]any{"name": title, "category": "misc/chaos", "brand": "Acme"}, nil))
+				a := log.do("create-product", m.newRequest("POST", "/v1/products", sl.token, map[string]any{"name": title, "category": "misc/chaos", "brand": "Acme"}, nil))
 				if a.status != 201 {
 					break
 				}
@@ -137,7 +137,7 @@ func TestChaos(t *testing.T) {
 				log.mu.Lock()
 				log.products = append(log.products, pid)
 				log.mu.Unlock()
-				a = log.do("create-publication", jsonReq(m, "POST", "/v1/publications", sl.token, map[string]any{"product_id": pid, "title": title,
+				a = log.do("create-publication", m.newRequest("POST", "/v1/publications", sl.token, map[string]any{"product_id": pid, "title": title,
 					"price": map[string]any{"amount": 900 + rng.IntN(100), "currency": "USD"}, "quantity": 5, "condition": "new"}, nil))
 				if a.status == 201 {
 					log.mu.Lock()
@@ -152,7 +152,7 @@ func TestChaos(t *testing.T) {
 					log.mu.Unlock()
 				}
 			case r < 77:
-				log.do("cart", jsonReq(m, "POST", "/v1/cart/items", buyer, map[string]any{"publication_id": seededPubs[rng.IntN(len(seededPubs))], "quantity": 1 + rng.IntN(2)}, nil))
+				log.do("cart", m.newRequest("POST", "/v1/cart/items", buyer, map[string]any{"publication_id": seededPubs[rng.IntN(len(seededPubs))], "quantity": 1 + rng.IntN(2)}, nil))
 			default: // buy, retrying one Idempotency-Key as a good client does
 				b := w % buyers
 				pub := seededPubs[rng.IntN(len(seededPubs))]
@@ -165,7 +165,7 @@ func TestChaos(t *testing.T) {
 					if attempt > 0 {
 						retried.Add(1)
 					}
-					a := log.do("order", jsonReq(m, "POST", "/v1/orders", buyer, orderBody(pub, 1, "tok_visa"), map[string]string{"Idempotency-Key": key}))
+					a := log.do("order", m.newRequest("POST", "/v1/orders", buyer, orderBody(pub, 1, "tok_visa"), map[string]string{"Idempotency-Key": key}))
 					if a.status == 201 || a.status == 202 {
 						id, _ := a.body["id"].(string) // none: reported as lost
 						log.mu.Lock()

@@ -17,13 +17,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
-	"unicode/utf8"
 
 	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/plugins/validate"
 )
 
 // Body is the JSON error document.
@@ -172,21 +171,7 @@ func fromMicro(me *merrors.Error) (int, Detail) {
 const MaxMessage = 512
 
 // Clip makes msg valid UTF-8 and at most MaxMessage bytes.
-func Clip(msg string) string { return Shorten(msg, MaxMessage) }
-
-// Shorten makes s valid UTF-8 and at most max bytes, cut at a rune
-// boundary and marked with "...": for quoting client input in a message.
-func Shorten(s string, max int) string {
-	s = strings.ToValidUTF8(s, "?")
-	if len(s) <= max {
-		return s
-	}
-	cut := max - len("...")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
+func Clip(msg string) string { return validate.Shorten(msg, MaxMessage) }
 
 // Write sends the error document for err and logs 5xx.
 func Write(w http.ResponseWriter, r *http.Request, err error) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/marketmesh/marketmesh/plugins/apierror"
+	"github.com/marketmesh/marketmesh/plugins/validate"
 )
 
 // decodeJSON reads exactly one JSON object into dst, refusing anything a
@@ -79,7 +80,7 @@ func decodeError(err error, maxBytes int64) error {
 }
 
 // quote shortens a piece of the client's input for an error message.
-func quote(s string) string { return apierror.Shorten(s, 64) }
+func quote(s string) string { return validate.Shorten(s, 64) }
 
 func jsonType(kind string) string {
 	switch kind {

@@ -23,19 +23,7 @@ var (
 	ErrUnsupported = errors.New("unsupported type") // 415
 )
 
-// kindError is a failure whose message is for the client; it matches its
-// sentinel with errors.Is.
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e kindError) Error() string        { return e.msg }
-func (e kindError) Is(target error) bool { return target == e.kind }
-
-func newError(kind error, format string, a ...any) error {
-	return kindError{kind: kind, msg: fmt.Sprintf(format, a...)}
-}
+func newError(kind error, format string, a ...any) error { return validate.Kind(kind, format, a...) }
 
 // invalid returns a validation error whose message names the field; it
 // matches ErrInvalid.

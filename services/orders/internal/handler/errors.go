@@ -2,12 +2,12 @@ package handler
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 
 	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
+	"github.com/marketmesh/marketmesh/plugins/validate"
 	"github.com/marketmesh/marketmesh/services/orders/internal/order"
 	"github.com/marketmesh/marketmesh/services/orders/internal/payment"
 	"github.com/marketmesh/marketmesh/services/orders/internal/store"
@@ -20,11 +20,6 @@ var errNoCaller = merrors.Unauthorized(id, "authentication required")
 // errUnavailable marks a dependency that could not answer: 503, retry later.
 var errUnavailable = errors.New("unavailable")
 
-type unavailableError struct{ msg string }
-
-func (e unavailableError) Error() string        { return e.msg }
-func (e unavailableError) Is(target error) bool { return target == errUnavailable }
-
 func unavailable(service string, err error) error {
 	var me *merrors.Error
 	if errors.As(err, &me) && me.Code >= 400 && me.Code < 500 && me.Code != 408 {
@@ -32,7 +27,7 @@ func unavailable(service string, err error) error {
 		return merrors.New(id, me.Detail, me.Code)
 	}
 	slog.Warn("orders: dependency unavailable", "service", service, "err", err)
-	return unavailableError{fmt.Sprintf("the %s service is unavailable; nothing was done, try again", service)}
+	return validate.Kind(errUnavailable, "the %s service is unavailable; nothing was done, try again", service)
 }
 
 // rpcError is the one place domain, store and payment errors become RPC statuses.

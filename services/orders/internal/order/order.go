@@ -26,14 +26,6 @@ var (
 	ErrConflict  = errors.New("conflict")
 )
 
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e kindError) Error() string        { return e.msg }
-func (e kindError) Is(target error) bool { return target == e.kind }
-
 func invalid(format string, a ...any) error { return validate.Errorf(format, a...) }
 
 // Invalid is a validation error with exactly msg (422).
@@ -41,17 +33,17 @@ func Invalid(msg string) error { return validate.Errorf("%s", msg) }
 
 // NotFound says an order (or another thing) does not exist for the caller.
 func NotFound(format string, a ...any) error {
-	return kindError{ErrNotFound, fmt.Sprintf(format, a...)}
+	return validate.Kind(ErrNotFound, format, a...)
 }
 
 // Conflict says the order's state does not allow what was asked.
 func Conflict(format string, a ...any) error {
-	return kindError{ErrConflict, fmt.Sprintf(format, a...)}
+	return validate.Kind(ErrConflict, format, a...)
 }
 
 // Forbidden says the caller may see the order but not do this to it.
 func Forbidden(format string, a ...any) error {
-	return kindError{ErrForbidden, fmt.Sprintf(format, a...)}
+	return validate.Kind(ErrForbidden, format, a...)
 }
 
 // Step is where the checkout saga (or a cancellation) stands. Each step is
@@ -273,12 +265,7 @@ func CleanAddress(a ordersrpc.Address) (ordersrpc.Address, error) {
 	return a, nil
 }
 
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
+func clip(s string) string { return validate.Shorten(s, 67) }
 
 // Listing is what the orders service knows of a publication before it
 // reserves: enough to refuse an order that cannot go through.
@@ -305,7 +292,7 @@ func (o *Order) Precheck(listings map[string]Listing) error {
 			return Conflict("items[%d].publication_id: publication %s is %s, not on sale", i, l.PublicationID, p.Status)
 		}
 		if currency != "" && p.Currency != currency {
-			return kindError{ErrMixedCurrency, fmt.Sprintf("items: one currency per order: %s is in %s, earlier items in %s", l.PublicationID, p.Currency, currency)}
+			return validate.Kind(ErrMixedCurrency, "items: one currency per order: %s is in %s, earlier items in %s", l.PublicationID, p.Currency, currency)
 		}
 		currency = p.Currency
 	}
@@ -540,9 +527,6 @@ func (o *Order) Retryable() bool {
 	return o.Status == ordersrpc.StatusFailed &&
 		(o.FailureReason == ordersrpc.ReasonServiceUnavailable || o.FailureReason == ordersrpc.ReasonPaymentError)
 }
-
-// Resting reports whether no saga work is left.
-func (o *Order) Resting() bool { return o.Step == StepDone || o.Step == StepAwaitingPayment }
 
 // View returns the order as caller may see it: all of it for the buyer, the
 // seller's own lines and shipment for a seller (with the shipping address),

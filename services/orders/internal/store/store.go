@@ -371,11 +371,6 @@ func (s *Store) Idempotency(user, key string) (Idempotency, bool, error) {
 	return rec, found, err
 }
 
-// Begin records a running request that does not create an order (cancel).
-func (s *Store) Begin(rec Idempotency) error {
-	return s.db.Batch(func(btx *bolt.Tx) error { return (&Tx{tx: btx}).BeginIdempotency(rec) })
-}
-
 // PruneIdempotency deletes records created before cutoff; it returns how many.
 func (s *Store) PruneIdempotency(cutoff time.Time) (int, error) {
 	n := 0

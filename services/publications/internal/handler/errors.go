@@ -24,11 +24,6 @@ const (
 // service): 503, so the caller may retry.
 var errUnavailable = errors.New("unavailable")
 
-type unavailableError struct{ msg string }
-
-func (e unavailableError) Error() string        { return e.msg }
-func (e unavailableError) Is(target error) bool { return target == errUnavailable }
-
 // rpcError is the one place domain and store errors become RPC statuses.
 func rpcError(err error) error {
 	switch {

@@ -3,11 +3,11 @@ package handler
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
+	"github.com/marketmesh/marketmesh/plugins/validate"
 	"github.com/marketmesh/marketmesh/services/publications/internal/publication"
 )
 
@@ -48,7 +48,7 @@ func checkProduct(ctx context.Context, pc ProductChecker, productID string) erro
 		if errors.As(err, &me) && me.Detail != "" {
 			detail = me.Detail
 		}
-		return unavailableError{msg: fmt.Sprintf("cannot check product_id %s: %s", productID, detail)}
+		return validate.Kind(errUnavailable, "cannot check product_id %s: %s", productID, detail)
 	}
 	if !ok {
 		return publication.UnknownProduct(productID)
