@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 export GOTOOLCHAIN := local
 
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-SERVICES := users products publications images orders
+SERVICES := users products publications images orders notifications
 BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 # Every module in go.work, and every package of them.
@@ -17,8 +17,9 @@ PORTS_products     := 9102 9202
 PORTS_publications := 9103 9203
 PORTS_images       := 9104 9204 9304
 PORTS_orders       := 9105 9205
+PORTS_notifications := 9106 9206
 PORTS_api          := 8080
-export PORTS_users PORTS_products PORTS_publications PORTS_images PORTS_orders PORTS_api
+export PORTS_users PORTS_products PORTS_publications PORTS_images PORTS_orders PORTS_notifications PORTS_api
 # Tests find the consul binary on PATH (built once by scripts/consul.sh).
 TESTPATH  = PATH="$$(dirname "$$($(CURDIR)/scripts/consul.sh)"):$$PATH"
 

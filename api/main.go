@@ -9,16 +9,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/notificationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/auth"
 	"github.com/marketmesh/marketmesh/plugins/config"
+	"github.com/marketmesh/marketmesh/plugins/events"
+	"github.com/marketmesh/marketmesh/plugins/httperr"
 	"github.com/marketmesh/marketmesh/plugins/logging"
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/service"
@@ -43,6 +47,10 @@ type Config struct {
 		DrainDelay          config.Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`
 		// PartTimeout bounds each optional part of an aggregated read.
 		PartTimeout config.Duration `yaml:"part_timeout" env:"PART_TIMEOUT"`
+		// AdminUsers are the user IDs (not emails: IDs are server-generated,
+		// so nobody can register an admin's address first) granted the admin
+		// role at login; API_ADMIN_USERS is comma-separated.
+		AdminUsers []string `yaml:"admin_users" env:"ADMIN_USERS"`
 	} `yaml:"api" env:"API_"`
 }
 
@@ -68,6 +76,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("api: listen %s: %w", cfg.API.Address, err)
 	}
+	// The answers net/http writes itself to requests it cannot read (a bad
+	// URI, header or version, headers too large) in the JSON error shape.
+	ln = httperr.Listener(ln)
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	// Consul probes the api's own /healthz: the api is alive even while a
 	// service behind it is down (that shows in /readyz and on the service).
@@ -85,6 +96,15 @@ func run(ctx context.Context) error {
 		return err
 	}
 	rpc := rpcclient.New(reg, live, sel, rpcclient.Sign(signer))
+	// The services with an outbox, whose dead letters operators list and replay.
+	deadLetters := map[string]*events.AdminClient{}
+	for _, full := range []string{usersrpc.Service, productsrpc.Service, publicationsrpc.Service, ordersrpc.Service} {
+		deadLetters[strings.TrimPrefix(full, service.Prefix)] = events.NewAdminClient(rpc, full)
+	}
+	admins := adminUsers(cfg.API.AdminUsers)
+	if len(admins) > 0 {
+		slog.Info("admin role granted at login", "users", admins)
+	}
 
 	api := server.New(server.Options{
 		Users:               usersrpc.NewClient(rpc),
@@ -92,13 +112,16 @@ func run(ctx context.Context) error {
 		Publications:        publicationsrpc.NewClient(rpc),
 		Images:              imagesrpc.NewClient(rpc),
 		Orders:              ordersrpc.NewClient(rpc),
+		Notifications:       notificationsrpc.NewClient(rpc),
+		Events:              deadLetters,
 		Blobs:               rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey, sel),
 		PartTimeout:         cfg.API.PartTimeout.D(),
 		Signer:              auth.NewSigner(key, auth.TTL(cfg.API.TokenTTL.D())),
+		Admins:              admins,
 		MaxBody:             cfg.API.MaxBodyBytes,
 		LoginPerMinuteIP:    cfg.API.LoginPerMinuteIP,
 		LoginPerMinuteEmail: cfg.API.LoginPerMinuteEmail,
-		Ready:               readiness(reg, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service, ordersrpc.Service),
+		Ready:               readiness(reg, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service, ordersrpc.Service, notificationsrpc.Service),
 		InstanceID:          nodeID,
 	})
 	srv := &http.Server{
@@ -143,4 +166,16 @@ func run(ctx context.Context) error {
 	}
 	slog.Info("stopped")
 	return nil
+}
+
+// adminUsers cleans the configured admin user IDs: the env form is split at
+// commas as given, so spaces around IDs and empty entries are dropped.
+func adminUsers(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if id = strings.TrimSpace(id); id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,7 @@ type chaosLog struct {
 	products []string
 	pubs     []string
 	images   []string
+	deleted  []string // products whose DELETE was acknowledged (not in products)
 	orders   []ackOrder
 	keys     []map[string]bool // Idempotency-Keys used per buyer
 }
@@ -88,7 +90,11 @@ func uploadReq(m *mesh, token, productID string, file []byte) *http.Request {
 	mw := multipart.NewWriter(&body)
 	_ = mw.WriteField("owner_type", "product")
 	_ = mw.WriteField("owner_id", productID)
-	fw, _ := mw.CreateFormFile("file", "chaos.png")
+	// The part says what it is (CreateFormFile would say application/octet-stream).
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", `form-data; name="file"; filename="chaos.png"`)
+	h.Set("Content-Type", "image/png")
+	fw, _ := mw.CreatePart(h)
 	_, _ = fw.Write(file)
 	_ = mw.Close()
 	req, err := http.NewRequest("POST", m.url+"/v1/images", &body)

@@ -15,9 +15,11 @@ import (
 
 // TestChaos runs a mixed load against the whole mesh while it kills,
 // freezes and restarts its parts one after another, measures what clients
-// saw of each fault, and then checks that nothing acknowledged was lost and
-// that stock and money add up. It runs only with CHAOS=1 (make chaos), for
-// CHAOS_DURATION (60 s by default) plus setup and checks.
+// saw of each fault, and then checks that nothing acknowledged was lost,
+// that stock and money add up, and that every event reached every
+// subscriber exactly once (chaos_events_test.go). It runs only with
+// CHAOS=1 (make chaos), for CHAOS_DURATION (60 s by default) plus setup and
+// checks.
 func TestChaos(t *testing.T) {
 	if os.Getenv("CHAOS") != "1" {
 		t.Skip("chaos test: run with CHAOS=1 (make chaos)")
@@ -64,6 +66,7 @@ func TestChaos(t *testing.T) {
 	pubInitial := map[string]int64{}
 	for s := range 2 {
 		_, tok := m.signup(fmt.Sprintf("chaos-seller-%d@example.com", s))
+		m.must(201, "POST", "/v1/users/me/devices", tok, map[string]any{"token": fmt.Sprintf("tok-chaos-seller-%d", s), "platform": "android"})
 		sl := seller{token: tok}
 		for i := range pubsEach {
 			title := fmt.Sprintf("Chaos widget %d-%d", s, i)
@@ -79,6 +82,9 @@ func TestChaos(t *testing.T) {
 	buyerTokens := make([]string, buyers)
 	for b := range buyers {
 		_, buyerTokens[b] = m.signup(fmt.Sprintf("chaos-buyer-%d@example.com", b))
+		if b%2 == 0 { // half the buyers get their receipts as pushes too
+			m.must(201, "POST", "/v1/users/me/devices", buyerTokens[b], map[string]any{"token": fmt.Sprintf("tok-chaos-buyer-%d", b), "platform": "ios"})
+		}
 	}
 	png := pngBytes(t, 32, 16)
 
@@ -128,21 +134,43 @@ func TestChaos(t *testing.T) {
 				id := pick(rng, func() []string { return log.pubs })
 				log.do("publication", m.newRequest("GET", "/v1/publications/"+id, "", nil, nil))
 			case r < 62: // a product and a publication of it
+				// One in four is deleted right after (product.deleted:
+				// publications closes the listing), so that both event
+				// flows run under the faults.
+				doomed := n%4 == 0
 				title := fmt.Sprintf("Chaos gadget w%d n%d", w, n)
 				a := log.do("create-product", m.newRequest("POST", "/v1/products", sl.token, map[string]any{"name": title, "category": "misc/chaos", "brand": "Acme"}, nil))
 				if a.status != 201 {
 					break
 				}
 				pid, _ := a.body["id"].(string)
-				log.mu.Lock()
-				log.products = append(log.products, pid)
-				log.mu.Unlock()
+				if !doomed {
+					log.mu.Lock()
+					log.products = append(log.products, pid)
+					log.mu.Unlock()
+				}
 				a = log.do("create-publication", m.newRequest("POST", "/v1/publications", sl.token, map[string]any{"product_id": pid, "title": title,
 					"price": map[string]any{"amount": 900 + rng.IntN(100), "currency": "USD"}, "quantity": 5, "condition": "new"}, nil))
-				if a.status == 201 {
+				if a.status == 201 && !doomed {
 					log.mu.Lock()
 					log.pubs = append(log.pubs, fmt.Sprint(a.body["id"]))
 					log.mu.Unlock()
+				}
+				if !doomed {
+					break
+				}
+				for attempt := range 4 {
+					a = log.do("delete-product", m.newRequest("DELETE", "/v1/products/"+pid, sl.token, nil, nil))
+					if a.status == 204 || (attempt > 0 && a.status == 404) { // 404: an earlier attempt deleted it
+						log.mu.Lock()
+						log.deleted = append(log.deleted, pid)
+						log.mu.Unlock()
+						break
+					}
+					if a.status != 0 && a.status < 500 {
+						break
+					}
+					time.Sleep(time.Duration(200<<attempt) * time.Millisecond)
 				}
 			case r < 67:
 				a := log.do("upload", uploadReq(m, sl.token, sl.products[rng.IntN(len(sl.products))], png))
@@ -227,6 +255,7 @@ func TestChaos(t *testing.T) {
 		{"kill -9 publications", []string{"publication", "order"}, kill("publications")},
 		{"kill -9 images", []string{"upload"}, kill("images")},
 		{"kill -9 orders", []string{"order"}, kill("orders")},
+		{"kill -9 notifications", nil, kill("notifications")},
 		{"SIGSTOP publications 10s", []string{"publication", "order"}, func(f *faultRun) {
 			p := m.procs["publications"]
 			p.pause()
@@ -435,6 +464,11 @@ func TestChaos(t *testing.T) {
 			lose("product %s: %s", id, a)
 		}
 	}
+	for _, id := range log.deleted {
+		if a := get("/v1/products/"+id, ""); a.status != 404 {
+			lose("deleted product %s: %s, want 404", id, a)
+		}
+	}
 	for _, id := range log.pubs {
 		if a := get("/v1/publications/"+id, ""); a.status != 200 {
 			lose("publication %s: %s", id, a)
@@ -460,7 +494,7 @@ func TestChaos(t *testing.T) {
 			lose("acknowledged order %s (key %s) is %s", o.id, o.key, st)
 		}
 	}
-	report(t, "acknowledged writes: %d users, %d products, %d publications, %d images, %d paid orders", len(log.users), len(log.products), len(log.pubs), len(log.images), len(log.orders))
+	report(t, "acknowledged writes: %d users, %d products (and %d deleted), %d publications, %d images, %d paid orders", len(log.users), len(log.products), len(log.deleted), len(log.pubs), len(log.images), len(log.orders))
 	report(t, "buys: %d acknowledged, %d given up after 6 attempts, %d refused with a 4xx, %d retries of a key", len(log.orders), abandoned.Load(), refused.Load(), retried.Load())
 	report(t, "writes lost: %d", lost)
 	if lost != 0 {
@@ -522,6 +556,11 @@ func TestChaos(t *testing.T) {
 	}
 	report(t, "stock: %d units sold over %d seeded publications; orders: %v", totalSold, len(seededPubs), countByStatus(slices.Concat(buyerOrders...)))
 
+	// Events: the relays catch up before the mesh stops (audited below,
+	// from the files).
+	settled := settleEvents(t, m)
+	drained := drainNotifications(t, m)
+
 	// Money: the sandbox ledger, read once orders is stopped: at most one
 	// charge per order, kept exactly by the paid ones.
 	m.procs["orders"].stop()
@@ -557,6 +596,16 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	report(t, "ledger: %d orders charged, %d charges kept", len(charges), kept)
+
+	// Events: every outbox event reached every subscriber of its topic
+	// exactly once, read from the files of the stopped mesh (a process
+	// holds its file locked while it runs).
+	m.api.stop()
+	for _, s := range slices.Backward(services) {
+		m.procs[s].stop()
+	}
+	checkEvents(t, m, settled, log.deleted)
+	checkNotifications(t, m, drained, 1)
 }
 
 // report logs a line of the chaos report and, when CHAOS_REPORT names a

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/marketmesh/marketmesh/plugins/meshtest"
+	"github.com/marketmesh/marketmesh/plugins/saasfake"
 )
 
 // binDir holds the users and api binaries, built once per test run.
@@ -55,7 +56,8 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	code := m.Run()
+	recordClients(httpClient, buyingClient, chaosClient) // exchanges with the api are checked against the OpenAPI document: recorder_test.go
+	code := checkRecorded(m.Run())
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -164,7 +166,7 @@ func (p *proc) raw(sig syscall.Signal) {
 }
 
 // services are the mesh's service binaries, started in this order before the api.
-var services = []string{"users", "products", "publications", "images", "orders"}
+var services = []string{"users", "products", "publications", "images", "orders", "notifications"}
 
 // mesh is a Consul agent, every service and the api, all real processes.
 type mesh struct {
@@ -175,6 +177,8 @@ type mesh struct {
 	api    *proc
 	url    string // the api's base URL
 	data   string
+	// saas are the SendGrid, FCM and Google OAuth fakes notifications sends to.
+	saas *saasfake.Fakes
 }
 
 // startMesh starts everything and waits until the api reports ready.
@@ -184,6 +188,7 @@ func startMesh(t testing.TB, extraEnv ...string) *mesh {
 	agent := meshtest.Consul(t)
 	data := t.TempDir()
 	apiAddr := meshtest.FreeAddr(t)
+	saas := saasfake.New(t)
 	common := append([]string{
 		"MARKETMESH_CONFIG=" + repoFile(t, "config/local.yaml"),
 		"MARKETMESH_DATA_DIR=" + data,
@@ -205,6 +210,14 @@ func startMesh(t testing.TB, extraEnv ...string) *mesh {
 		"ORDERS_RECOVER_EVERY=1s",
 		"PAYMENTS_WEBHOOK_URL=http://" + apiAddr + "/v1/payments/webhook",
 		"PAYMENTS_CONFIRM_AFTER=500ms",
+		"NOTIFICATIONS_ADDRESS=127.0.0.1:0",
+		"NOTIFICATIONS_OPS_ADDRESS=127.0.0.1:0",
+		"NOTIFICATIONS_SENDGRID_API_KEY=" + saasfake.DefaultSendGridKey,
+		"NOTIFICATIONS_SENDGRID_ENDPOINT=" + saas.SendGrid.URL,
+		"NOTIFICATIONS_FCM_CREDENTIALS_FILE=" + saas.CredentialsFile,
+		"NOTIFICATIONS_FCM_ENDPOINT=" + saas.FCM.Endpoint(),
+		"NOTIFICATIONS_RETRY_BASE=200ms",
+		"NOTIFICATIONS_RETRY_MAX=2s",
 		"API_ADDRESS=" + apiAddr,
 		"API_DRAIN_DELAY=100ms",
 		"MARKETMESH_DRAIN_DELAY=100ms",
@@ -216,7 +229,7 @@ func startMesh(t testing.TB, extraEnv ...string) *mesh {
 		"API_LOGIN_PER_MINUTE_EMAIL=100000",
 	}, extraEnv...)
 	m := &mesh{
-		t: t, consul: agent, data: data, url: "http://" + apiAddr,
+		t: t, consul: agent, data: data, url: "http://" + apiAddr, saas: saas,
 		procs: map[string]*proc{},
 		api:   &proc{t: t, name: "api", env: common},
 	}

@@ -67,7 +67,7 @@ t0=$(date +%s%N)
 say "up: project $project, api on $API_PORT, Consul UI on $CONSUL_UI_PORT"
 compose up -d >/dev/null 2>&1 || fail "compose up"
 wait_healthy 120
-for s in users products publications images orders api; do wait_passing "marketmesh.$s"; done
+for s in users products publications images orders notifications api; do wait_passing "marketmesh.$s"; done
 say "every container healthy and every service passing in Consul after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 docker stats --no-stream --format '    {{.Name}}: {{.MemUsage}}' $(compose ps -q)
 

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVICES=(users products publications images orders)
+SERVICES=(users products publications images orders notifications)
 export MARKETMESH_CONFIG="${MARKETMESH_CONFIG:-config/local.yaml}"
 export MARKETMESH_DATA_DIR="${MARKETMESH_DATA_DIR:-.data}"
 logs="$MARKETMESH_DATA_DIR/logs"

@@ -166,6 +166,29 @@ type Preferences struct {
 	Push  bool `json:"push"`
 }
 
+// RecipientRequest names a user to notify. Only the notifications service
+// may ask.
+type RecipientRequest struct {
+	UserID string `json:"user_id"`
+}
+
+// Recipient is what the notifications service needs to reach a user: the
+// address, the channels they allow, and every device token.
+type Recipient struct {
+	UserID      string      `json:"user_id"`
+	Email       string      `json:"email"`
+	Name        string      `json:"name"`
+	Preferences Preferences `json:"preferences"`
+	Devices     []Device    `json:"devices"`
+}
+
+// RemoveDeviceTokenRequest drops a token the push provider reported invalid.
+// Only the notifications service may ask.
+type RemoveDeviceTokenRequest struct {
+	UserID string `json:"user_id"`
+	Token  string `json:"token"`
+}
+
 // Empty is the request or answer of calls that carry nothing.
 type Empty struct{}
 
@@ -262,4 +285,17 @@ func (c *Client) Preferences(ctx context.Context) (*Preferences, error) {
 // SetPreferences replaces the caller's notification preferences.
 func (c *Client) SetPreferences(ctx context.Context, p Preferences) (*Preferences, error) {
 	return call[Preferences](ctx, c.c, "SetPreferences", &p)
+}
+
+// Recipient reads how to reach a user (notifications service only).
+func (c *Client) Recipient(ctx context.Context, userID string) (*Recipient, error) {
+	return call[Recipient](ctx, c.c, "Recipient", &RecipientRequest{UserID: userID}, read)
+}
+
+// RemoveDeviceToken drops a user's device token that the push provider
+// reported unregistered or invalid (notifications service only). Removing a
+// token that is not there succeeds.
+func (c *Client) RemoveDeviceToken(ctx context.Context, userID, token string) error {
+	_, err := call[Empty](ctx, c.c, "RemoveDeviceToken", &RemoveDeviceTokenRequest{UserID: userID, Token: token})
+	return err
 }

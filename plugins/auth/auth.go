@@ -1,6 +1,11 @@
 // Package auth issues and verifies the api's bearer tokens: EdDSA (Ed25519)
 // signed JWTs. Only the api holds the private key; services learn the caller
 // from RPC metadata set after verification (see rpcmeta).
+//
+// A token may carry roles (the "roles" claim, a list of strings) that the
+// api granted at login; RoleAdmin is the only one. Roles this version does
+// not know are dropped on verification, so a token never gains a power by
+// naming one.
 package auth
 
 import (
@@ -8,6 +13,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -21,6 +27,15 @@ const Issuer = "marketmesh"
 
 // ErrInvalidToken is returned for any token that must not be trusted.
 var ErrInvalidToken = errors.New("invalid or expired token")
+
+// RoleAdmin is the role of operators: it opens the api's /v1/admin routes.
+const RoleAdmin = "admin"
+
+// allRoles lists every role a token may carry.
+var allRoles = []string{RoleAdmin}
+
+// KnownRole reports whether role is one this package issues and accepts.
+func KnownRole(role string) bool { return slices.Contains(allRoles, role) }
 
 // KeyEnv names the env var that may hold the Ed25519 seed (32 bytes, base64).
 const KeyEnv = "AUTH_JWT_KEY"
@@ -74,37 +89,86 @@ func NewSigner(key ed25519.PrivateKey, opts ...Option) *Signer {
 	return &Signer{priv: key, pub: key.Public().(ed25519.PublicKey), opts: o}
 }
 
-// Issue returns a signed token for userID and its expiry.
-func (s *Signer) Issue(userID string) (string, time.Time, error) {
+// claims is the token's payload: the registered claims and the roles.
+type claims struct {
+	jwt.RegisteredClaims
+	Roles []string `json:"roles,omitempty"`
+}
+
+// Claims is what a verified token says about its bearer.
+type Claims struct {
+	Subject string   // the user ID
+	Roles   []string // the known roles granted at login, sorted; none for most users
+}
+
+// Has reports whether the token grants role.
+func (c Claims) Has(role string) bool { return slices.Contains(c.Roles, role) }
+
+// Issue returns a signed token for userID, granting roles, and its expiry.
+// Every role must be known (KnownRole): a typo must not silently issue a
+// token without the power it was meant to carry.
+func (s *Signer) Issue(userID string, roles ...string) (string, time.Time, error) {
+	granted, err := knownRoles(roles, true)
+	if err != nil {
+		return "", time.Time{}, err
+	}
 	now := s.opts.Now().UTC().Truncate(time.Second)
 	exp := now.Add(s.opts.TTL)
-	claims := jwt.RegisteredClaims{
-		Issuer:    Issuer,
-		Subject:   userID,
-		IssuedAt:  jwt.NewNumericDate(now),
-		NotBefore: jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(exp),
-		ID:        ulid.Make().String(),
+	c := claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    Issuer,
+			Subject:   userID,
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+			ID:        ulid.Make().String(),
+		},
+		Roles: granted,
 	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims).SignedString(s.priv)
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(s.priv)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("auth: sign: %w", err)
 	}
 	return tok, exp, nil
 }
 
+// knownRoles returns roles sorted and without duplicates. An unknown role is
+// an error when strict, else dropped.
+func knownRoles(roles []string, strict bool) ([]string, error) {
+	var out []string
+	for _, r := range roles {
+		if !KnownRole(r) {
+			if strict {
+				return nil, fmt.Errorf("auth: unknown role %q", r)
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
 // Verify checks signature, algorithm, issuer and time claims, and returns the subject.
 func (s *Signer) Verify(token string) (string, error) {
-	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.pub, nil },
+	c, err := s.VerifyClaims(token)
+	return c.Subject, err
+}
+
+// VerifyClaims is Verify returning the roles too; roles this version does
+// not know are left out.
+func (s *Signer) VerifyClaims(token string) (Claims, error) {
+	var c claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.pub, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 		jwt.WithIssuer(Issuer),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(s.opts.Leeway),
 		jwt.WithTimeFunc(s.opts.Now),
 	)
-	if err != nil || claims.Subject == "" {
-		return "", ErrInvalidToken
+	if err != nil || c.Subject == "" {
+		return Claims{}, ErrInvalidToken
 	}
-	return claims.Subject, nil
+	granted, _ := knownRoles(c.Roles, false)
+	return Claims{Subject: c.Subject, Roles: granted}, nil
 }

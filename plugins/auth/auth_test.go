@@ -226,3 +226,116 @@ func TestLeewayAcceptsSmallClockSkew(t *testing.T) {
 		t.Fatalf("2 min past expiry: %v, want ErrInvalidToken", err)
 	}
 }
+
+func TestRolesTravelInTheToken(t *testing.T) {
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := auth.NewSigner(newKey(t), fixedClock(now))
+	tests := []struct {
+		name  string
+		roles []string
+		admin bool
+	}{
+		{"a token issued without roles grants none", nil, false},
+		{"a token issued with the admin role grants it", []string{auth.RoleAdmin}, true},
+		{"a role given twice is granted once", []string{auth.RoleAdmin, auth.RoleAdmin}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, _, err := s.Issue("user-7", tt.roles...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := s.VerifyClaims(tok)
+			if err != nil || c.Subject != "user-7" {
+				t.Fatalf("VerifyClaims = %+v, %v", c, err)
+			}
+			if c.Has(auth.RoleAdmin) != tt.admin {
+				t.Fatalf("roles %v: admin = %v, want %v", c.Roles, !tt.admin, tt.admin)
+			}
+			if tt.admin && len(c.Roles) != 1 {
+				t.Fatalf("roles %v, want [admin]", c.Roles)
+			}
+			if sub, err := s.Verify(tok); err != nil || sub != "user-7" {
+				t.Fatalf("Verify = %q, %v", sub, err)
+			}
+		})
+	}
+}
+
+func TestATokenWithoutRolesHasNoRolesClaim(t *testing.T) {
+	tok, _, err := auth.NewSigner(newKey(t)).Issue("user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c jwt.MapClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, &c); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c["roles"]; ok {
+		t.Fatalf("claims %v carry roles", c)
+	}
+}
+
+func TestIssuingAnUnknownRoleFails(t *testing.T) {
+	s := auth.NewSigner(newKey(t))
+	for _, role := range []string{"Admin", "root", ""} {
+		if tok, _, err := s.Issue("user-1", role); err == nil || tok != "" {
+			t.Errorf("Issue with role %q = %q, %v; want an error", role, tok, err)
+		}
+	}
+}
+
+func TestUnknownRolesInATokenAreIgnored(t *testing.T) {
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	key := newKey(t)
+	verifier := auth.NewSigner(key, fixedClock(now))
+	sign := func(t *testing.T, roles any) string {
+		t.Helper()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+			"iss": auth.Issuer, "sub": "user-1", "iat": now.Unix(), "nbf": now.Unix(),
+			"exp": now.Add(time.Hour).Unix(), "roles": roles,
+		}).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	c, err := verifier.VerifyClaims(sign(t, []string{"superuser", "ADMIN", auth.RoleAdmin, "auditor"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "user-1" || len(c.Roles) != 1 || !c.Has(auth.RoleAdmin) {
+		t.Fatalf("claims %+v, want user-1 with only the admin role", c)
+	}
+	c, err = verifier.VerifyClaims(sign(t, []string{"superuser"}))
+	if err != nil || c.Has(auth.RoleAdmin) || len(c.Roles) != 0 {
+		t.Fatalf("a token with only unknown roles: %+v, %v; want valid, without roles", c, err)
+	}
+	// A roles claim that is not a list of strings is not ours: refused.
+	if _, err := verifier.VerifyClaims(sign(t, "admin")); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("roles as a string: %v, want ErrInvalidToken", err)
+	}
+}
+
+func TestRolesCannotBeAddedToAToken(t *testing.T) {
+	key := newKey(t)
+	s := auth.NewSigner(key)
+	tok, _, err := s.Issue("user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Re-encode the payload with an admin role, keeping the signature.
+	parts := strings.Split(tok, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := strings.Replace(string(payload), `"sub":"user-1"`, `"sub":"user-1","roles":["admin"]`, 1)
+	if forged == string(payload) {
+		t.Fatalf("payload %s has no subject to extend", payload)
+	}
+	parts[1] = base64.RawURLEncoding.EncodeToString([]byte(forged))
+	if c, err := s.VerifyClaims(strings.Join(parts, ".")); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("a token with an added role: %+v, %v; want ErrInvalidToken", c, err)
+	}
+}

@@ -5,12 +5,20 @@
 package boltdb
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
+)
+
+// metaBucket holds facts about the file itself; datasetKey names the data set.
+var (
+	metaBucket = []byte("marketmesh.meta")
+	datasetKey = []byte("dataset")
 )
 
 // BatchDelay is how long a batched write waits for others to share its commit.
@@ -26,6 +34,10 @@ func Open(path string, schema func(*bolt.Tx) error) (*bolt.DB, error) {
 		return nil, fmt.Errorf("bbolt %s: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("bbolt open %s: another process holds the file (waited %s); "+
+			"one process at a time serves a data file", path, LockTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bbolt open %s: %w", path, err)
 	}
@@ -33,11 +45,47 @@ func Open(path string, schema func(*bolt.Tx) error) (*bolt.DB, error) {
 	// fsync for many). bbolt waits up to 10 ms for company by default, which
 	// an idle service pays on every write; 2 ms keeps that small.
 	db.MaxBatchDelay = BatchDelay
-	if err := db.Update(schema); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := stampDataset(tx); err != nil {
+			return err
+		}
+		return schema(tx)
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bbolt schema %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// stampDataset gives a file its data-set ID the first time it is opened.
+func stampDataset(tx *bolt.Tx) error {
+	b, err := tx.CreateBucketIfNotExists(metaBucket)
+	if err != nil {
+		return err
+	}
+	if b.Get(datasetKey) != nil {
+		return nil
+	}
+	return b.Put(datasetKey, []byte(ulid.Make().String()))
+}
+
+// Dataset returns the ID given to the file when it was first opened by Open.
+// It names the data, not the process: a restarted process, or one started
+// from a copy of the file, reads the same ID; a fresh empty file has a new
+// one. The single-instance lock (plugins/service) uses it to tell a restart
+// on the same data from a newcomer with other data.
+func Dataset(db *bolt.DB) (string, error) {
+	var id string
+	err := db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(metaBucket); b != nil {
+			id = string(b.Get(datasetKey))
+		}
+		return nil
+	})
+	if err == nil && id == "" {
+		err = errors.New("bbolt: file has no data-set ID (not opened through boltdb.Open)")
+	}
+	return id, err
 }
 
 // CheckBucket is a readiness check: the file is open, readable, and has bucket.

@@ -51,21 +51,26 @@ type Server interface {
 // AttachOption changes how Attach announces the consumer.
 type AttachOption func(*attachOptions)
 
-type attachOptions struct{ from string }
+type attachOptions struct{ latest bool }
 
-// FromLatest makes a producer's relay start this subscriber at the end of
-// its outbox when it first sees it, instead of replaying the events it still
-// retains: for effects that must only follow new facts (a welcome email).
+// FromLatest makes this subscriber get only the events that happened after
+// it first attached, instead of every event producers still retain: for
+// effects that must only follow new facts (a welcome email must not reach
+// people who registered before the sender existed). The time of that first
+// attach is recorded in the consumer's database, so restarts keep it, and
+// announced in the registry; a producer's relay that first sees the
+// subscriber later (a discovery interval, a producer that was down) still
+// starts at the first event at or after that time, by the event's own time.
 // Once the relay holds a cursor for the subscriber, the subscriber gets
 // everything after it, whatever it announces.
-func FromLatest() AttachOption { return func(o *attachOptions) { o.from = FromLatestValue } }
+func FromLatest() AttachOption { return func(o *attachOptions) { o.latest = true } }
 
 // Attach serves Events.Deliver on svc and announces the topics in the
 // registry, where producers' relays find them. By default a subscriber new
 // to a producer gets the events the producer still retains (history); see
 // FromLatest.
 func (c *Consumer) Attach(svc Server, opts ...AttachOption) error {
-	o := attachOptions{from: FromOldestValue}
+	var o attachOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -73,9 +78,34 @@ func (c *Consumer) Attach(svc Server, opts ...AttachOption) error {
 		return fmt.Errorf("events: %w", err)
 	}
 	svc.SetMetadata(SubscribesKey, strings.Join(c.Topics(), ","))
-	svc.SetMetadata(SubscribesFromKey, o.from)
+	if o.latest {
+		since, err := c.since()
+		if err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		svc.SetMetadata(SubscribesFromKey, since.Format(time.RFC3339Nano))
+	}
 	svc.Go(c.pruneInbox)
 	return nil
+}
+
+// since returns when the consumer first attached FromLatest, recording now
+// the first time.
+func (c *Consumer) since() (time.Time, error) {
+	var since time.Time
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if raw := b.Get(sinceKey); raw != nil {
+			return since.UnmarshalText(raw)
+		}
+		since = time.Now().UTC()
+		raw, _ := since.MarshalText()
+		return b.Put(sinceKey, raw)
+	})
+	return since, err
 }
 
 // Events is the RPC handler type; its name makes the endpoint "Events.Deliver".

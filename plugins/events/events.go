@@ -1,12 +1,15 @@
 // Package events delivers facts between services at least once, and makes
 // handling them effectively once:
 //
-//   - the producer appends the event to an outbox bucket in the same bbolt
-//     transaction as the state change (AppendEvent, or Append), so a
-//     committed change always has its event and a rolled-back one never does.
-//     Outbox keys are the bucket's own sequence (8-byte big-endian), so the
-//     order is the commit order whatever the clocks do; the event keeps its
-//     ID (a ULID) and time, both chosen by the caller;
+//   - the producer builds the event (NewEvent) with an ID (a ULID) and a
+//     time it decides before its store transaction, from the command it
+//     handles, and appends it (AppendEvent) to an outbox bucket in the same
+//     bbolt transaction as the state change, so a committed change always has
+//     its event and a rolled-back one never does. Nothing is generated inside
+//     the transaction: a transaction function that runs again (bbolt's
+//     db.Batch may retry one) writes the same event. Outbox keys are the
+//     bucket's own sequence (8-byte big-endian), so the order is the commit
+//     order whatever the clocks do;
 //   - a Relay delivers outbox events, in order, to every service that
 //     subscribes to their topic (found in the registry through node metadata),
 //     and advances that subscriber's cursor (a sequence number) only when the
@@ -40,7 +43,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -52,6 +54,11 @@ type Event struct {
 	Source  string          `json:"source"`
 	Time    time.Time       `json:"time"`
 	Payload json.RawMessage `json:"payload"`
+	// Seq is the event's outbox sequence at its producer: the commit order
+	// of the producer's writes, set by the relay on delivery (not stored).
+	// A subscriber keeping the latest state of something compares Seq (from
+	// one producer), never IDs or times, which are chosen before commit.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Decode unmarshals the payload into v.
@@ -75,14 +82,9 @@ const Endpoint = "Events.Deliver"
 const SubscribesKey = "subscribes"
 
 // SubscribesFromKey is the registry node metadata saying where a new
-// subscriber starts: FromOldest (also when absent) or FromLatest.
+// subscriber starts: absent (or anything but a time) for every retained
+// event; an RFC 3339 time for the events from that time on (FromLatest).
 const SubscribesFromKey = "subscribes_from"
-
-// Values of SubscribesFromKey.
-const (
-	FromOldestValue = "oldest" // every retained event
-	FromLatestValue = "latest" // only events appended after the relay first sees the subscriber
-)
 
 // Buckets used by this package, created by CreateBuckets.
 var (
@@ -90,6 +92,8 @@ var (
 	cursorBucket = []byte("events.cursors")     // subscriber service → last acknowledged sequence (8-byte big-endian)
 	inboxBucket  = []byte("events.inbox")       // event ID → handled-at (RFC 3339)
 	deadBucket   = []byte("events.deadletters") // subscriber 0x00 sequence → DeadLetter JSON
+	metaBucket   = []byte("events.meta")        // consumer facts: sinceKey → when it first attached FromLatest
+	sinceKey     = []byte("subscribed_since")
 )
 
 // CreateBuckets creates the outbox, cursor, dead-letter and inbox buckets;
@@ -97,7 +101,7 @@ var (
 // migrates, once, an outbox and cursors written by the previous format
 // (event-ID keys and cursors): see migrate.
 func CreateBuckets(tx *bolt.Tx) error {
-	for _, b := range [][]byte{outboxBucket, cursorBucket, inboxBucket, deadBucket} {
+	for _, b := range [][]byte{outboxBucket, cursorBucket, inboxBucket, deadBucket, metaBucket} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return fmt.Errorf("events: create bucket %s: %w", b, err)
 		}
@@ -225,19 +229,4 @@ func AppendEvent(tx *bolt.Tx, ev Event) (uint64, error) {
 		return 0, fmt.Errorf("events: append %s: %w", ev.Topic, err)
 	}
 	return seq, nil
-}
-
-// Append writes an event with a new ULID and the current time into the
-// outbox as part of tx. It is the convenience form of NewEvent + AppendEvent
-// for callers that do not choose the ID and time themselves; a retried
-// transaction then writes a different ID and time.
-func Append(tx *bolt.Tx, source, topic string, payload any) (Event, error) {
-	ev, err := NewEvent(ulid.Make().String(), time.Now().UTC(), source, topic, payload)
-	if err != nil {
-		return Event{}, err
-	}
-	if _, err := AppendEvent(tx, ev); err != nil {
-		return Event{}, err
-	}
-	return ev, nil
 }

@@ -76,12 +76,24 @@ type order struct {
 	N int `json:"n"`
 }
 
-func TestAppendIsPartOfTheTransaction(t *testing.T) {
+// newEvent builds an event the way a producer does before its transaction:
+// a new ULID and the current time, chosen by the caller.
+func newEvent(t *testing.T, source, topic string, payload any) events.Event {
+	t.Helper()
+	ev, err := events.NewEvent(ulid.Make().String(), time.Now().UTC(), source, topic, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestAppendEventIsPartOfTheTransaction(t *testing.T) {
 	db := openDB(t)
 	errRollback := errors.New("rollback")
 
+	rolledBack := newEvent(t, "marketmesh.orders", "orders.created", order{N: 1})
 	err := db.Update(func(tx *bolt.Tx) error {
-		if _, err := events.Append(tx, "marketmesh.orders", "orders.created", order{N: 1}); err != nil {
+		if _, err := events.AppendEvent(tx, rolledBack); err != nil {
 			return err
 		}
 		return errRollback
@@ -93,9 +105,9 @@ func TestAppendIsPartOfTheTransaction(t *testing.T) {
 		t.Fatalf("a rolled-back transaction left events %v in the outbox", ids)
 	}
 
-	var ev events.Event
-	err = db.Update(func(tx *bolt.Tx) (err error) {
-		ev, err = events.Append(tx, "marketmesh.orders", "orders.created", order{N: 2})
+	ev := newEvent(t, "marketmesh.orders", "orders.created", order{N: 2})
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := events.AppendEvent(tx, ev)
 		return err
 	})
 	if err != nil {
@@ -113,18 +125,19 @@ func TestAppendIsPartOfTheTransaction(t *testing.T) {
 	}
 }
 
-func TestAppendNeedsTheBuckets(t *testing.T) {
+func TestAppendEventNeedsTheBuckets(t *testing.T) {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "bare.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	ev := newEvent(t, "s", "t", 1)
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := events.Append(tx, "s", "t", 1)
+		_, err := events.AppendEvent(tx, ev)
 		return err
 	})
 	if err == nil {
-		t.Fatal("Append without CreateBuckets succeeded")
+		t.Fatal("AppendEvent without CreateBuckets succeeded")
 	}
 }
 
@@ -132,11 +145,12 @@ func TestEventIDsSortInAppendOrder(t *testing.T) {
 	db := openDB(t)
 	var want []string
 	for i := range 50 {
+		ev := newEvent(t, "s", "t", order{N: i})
 		err := db.Update(func(tx *bolt.Tx) error {
-			ev, err := events.Append(tx, "s", "t", order{N: i})
-			want = append(want, ev.ID)
+			_, err := events.AppendEvent(tx, ev)
 			return err
 		})
+		want = append(want, ev.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,9 +200,9 @@ func runProducer(t *testing.T, agent *meshtest.Agent, db *bolt.DB, opts ...event
 // append commits one event (or rolls it back) and wakes the relay.
 func (p *producer) append(t *testing.T, topic string, n int, commit bool) events.Event {
 	t.Helper()
-	var ev events.Event
-	err := p.db.Update(func(tx *bolt.Tx) (err error) {
-		if ev, err = events.Append(tx, "marketmesh.producer", topic, order{N: n}); err != nil {
+	ev := newEvent(t, "marketmesh.producer", topic, order{N: n})
+	err := p.db.Update(func(tx *bolt.Tx) error {
+		if _, err := events.AppendEvent(tx, ev); err != nil {
 			return err
 		}
 		if !commit {

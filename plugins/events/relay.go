@@ -97,7 +97,9 @@ type refusal struct {
 // subscriber is what the registry says about one subscribing service.
 type subscriber struct {
 	topics []string
-	latest bool // starts at the end of the outbox when first seen
+	// since, when set, starts a subscriber new to this relay at the first
+	// event that happened at or after it (FromLatest); zero: every retained event.
+	since time.Time
 }
 
 // NewRelay returns a relay for the outbox in db.
@@ -175,7 +177,7 @@ func (r *Relay) subscribers() (map[string]subscriber, error) {
 		if err != nil {
 			continue
 		}
-		sub, nodes := subscriber{latest: true}, 0
+		sub, nodes, oldest := subscriber{}, 0, false
 		for _, v := range full {
 			for _, n := range v.Nodes {
 				var topics int
@@ -189,9 +191,18 @@ func (r *Relay) subscribers() (map[string]subscriber, error) {
 				}
 				if topics > 0 {
 					nodes++
-					sub.latest = sub.latest && n.Metadata[SubscribesFromKey] == FromLatestValue
+					since, ok := parseSince(n.Metadata[SubscribesFromKey])
+					switch {
+					case !ok:
+						oldest = true
+					case sub.since.IsZero() || since.Before(sub.since):
+						sub.since = since
+					}
 				}
 			}
+		}
+		if oldest {
+			sub.since = time.Time{}
 		}
 		if nodes > 0 {
 			out[s.Name] = sub
@@ -220,7 +231,7 @@ func (r *Relay) deliver(ctx context.Context, svc string, sub subscriber) {
 	var failure error
 	oldest := batch.next // the first event after a full batch; zero otherwise
 	for _, e := range batch.events {
-		if err := r.send(ctx, svc, e.ev); err != nil {
+		if err := r.send(ctx, svc, e.seq, e.ev); err != nil {
 			if !r.refused(svc, e, err) {
 				failure, oldest = err, e.ev.Time
 				break
@@ -251,7 +262,8 @@ func (r *Relay) deliver(ctx context.Context, svc string, sub subscriber) {
 }
 
 // send delivers one event to svc and counts the result.
-func (r *Relay) send(ctx context.Context, svc string, ev Event) error {
+func (r *Relay) send(ctx context.Context, svc string, seq uint64, ev Event) error {
+	ev.Seq = seq
 	var ack Ack
 	err := r.client.Call(ctx, r.client.NewRequest(svc, Endpoint, &ev), &ack)
 	result := "ok"
@@ -367,9 +379,18 @@ func (r *Relay) pending(svc string, sub subscriber) (pendingBatch, error) {
 	return batch, err
 }
 
+// parseSince reads a node's SubscribesFromKey: ok with the time for a
+// subscriber that wants only events from that time on.
+func parseSince(v string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
 // firstSight gives a subscriber the relay has no cursor for one: 0 (every
-// retained event) or, if it asked for the latest events only, the current
-// end of the outbox. From then on its cursor also holds back pruning.
+// retained event) or, if it asked for events from a time on (FromLatest),
+// the sequence just before the first event at or after that time (the end
+// of the outbox when there is none). From then on its cursor also holds
+// back pruning.
 func (r *Relay) firstSight(svc string, sub subscriber) error {
 	return r.db.Update(func(tx *bolt.Tx) error {
 		cursors := tx.Bucket(cursorBucket)
@@ -377,10 +398,23 @@ func (r *Relay) firstSight(svc string, sub subscriber) error {
 			return nil
 		}
 		var start uint64
-		if sub.latest {
-			start = tx.Bucket(outboxBucket).Sequence()
+		if !sub.since.IsZero() {
+			out := tx.Bucket(outboxBucket)
+			start = out.Sequence()
+			c := out.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				var ev struct {
+					Time time.Time `json:"time"`
+				}
+				seq, ok := keySeq(k)
+				if !ok || json.Unmarshal(v, &ev) != nil || ev.Time.Before(sub.since) {
+					continue
+				}
+				start = seq - 1
+				break
+			}
 		}
-		slog.Info("events: new subscriber", "subscriber", svc, "from_latest", sub.latest, "cursor", start)
+		slog.Info("events: new subscriber", "subscriber", svc, "since", sub.since, "cursor", start)
 		return cursors.Put([]byte(svc), seqKey(start))
 	})
 }
@@ -500,7 +534,7 @@ func (r *Relay) Replay(ctx context.Context, subscriber string, seq uint64) error
 	if err != nil {
 		return err
 	}
-	if err := r.send(ctx, subscriber, dl.Event); err != nil {
+	if err := r.send(ctx, subscriber, dl.Seq, dl.Event); err != nil {
 		return fmt.Errorf("events: replay %s to %s: %w", dl.Event.ID, subscriber, err)
 	}
 	err = r.db.Update(func(tx *bolt.Tx) error {

@@ -55,6 +55,7 @@ type Service struct {
 	metrics  *serverMetrics
 	metadata map[string]string
 	verifier *svcauth.Verifier
+	lock     *serviceLock // set by Exclusive
 
 	mu      sync.Mutex
 	workers []func(context.Context)
@@ -228,6 +229,22 @@ func (s *Service) Run(ctx context.Context) error {
 	if kv, err := config.ConsulKV(s.opts.Mesh.Consul.Address); err == nil {
 		wg.Go(func() { s.live.WatchConsul(workCtx, kv, s.opts.Mesh.Consul.KVPrefix, s.opts.Mesh.RPC) })
 	}
+	lost := make(chan error, 1)
+	if s.lock != nil {
+		if err := s.lock.acquire(ctx); err != nil { // stopped while waiting
+			stopWork()
+			wg.Wait()
+			_ = ops.Close()
+			s.lock.release()
+			slog.Info("stopped before taking the single-instance lock")
+			return nil
+		}
+		wg.Go(func() {
+			if err := s.lock.hold(workCtx); err != nil {
+				lost <- err
+			}
+		})
+	}
 	if err := s.server.Start(); err != nil {
 		stopWork()
 		_ = ops.Close()
@@ -241,7 +258,12 @@ func (s *Service) Run(ctx context.Context) error {
 	slog.Info("service started", "address", s.server.Options().Address, "ops", s.OpsAddr(),
 		"version", s.opts.Version, "startup_ms", time.Since(started).Milliseconds())
 
-	<-ctx.Done()
+	var lockErr error
+	select {
+	case <-ctx.Done():
+	case lockErr = <-lost:
+		slog.Error("single-instance lock lost", "err", lockErr)
+	}
 	slog.Info("shutting down: deregistering, then draining in-flight calls")
 	s.health.Drain()
 	if d, ok := s.server.(interface{ Deregister() error }); ok {
@@ -256,8 +278,11 @@ func (s *Service) Run(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = ops.Shutdown(shutCtx)
+	if s.lock != nil && lockErr == nil {
+		s.lock.release()
+	}
 	slog.Info("stopped")
-	return err
+	return errors.Join(lockErr, err)
 }
 
 // wrapHandler lifts request metadata into the context, recovers panics,

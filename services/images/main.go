@@ -64,6 +64,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	svc.Health().Add("bbolt", db.Check)
+	// One instance serves this data (see service.Exclusive and the README).
+	if err := svc.Exclusive(db.Bolt()); err != nil {
+		return err
+	}
 
 	// Listen before registering, so ":0" works and the advertised address is real.
 	ln, err := net.Listen("tcp", cfg.Images.HTTPAddress)

@@ -92,6 +92,9 @@ func run(ctx context.Context) error {
 		return err
 	}
 	relay := events.NewRelay(db.Bolt(), svc.Client(), svc.Registry())
+	if err := svc.Handle(events.NewAdmin(relay)); err != nil {
+		return err
+	}
 	publications := publicationsrpc.NewClient(svc.Client())
 	sg := saga.New(db, publications, sandbox, relay, saga.Options{
 		ReservationTTL: cfg.Orders.ReservationTTL.D(), RecoverEvery: cfg.Orders.RecoverEvery.D(),
@@ -100,6 +103,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	svc.Health().Add("bbolt", db.Check)
+	// One instance serves this data (see service.Exclusive and the README).
+	if err := svc.Exclusive(db.Bolt()); err != nil {
+		return err
+	}
 	svc.Go(relay.Run)
 	svc.Go(sg.Run)
 	svc.Go(sandbox.Run)

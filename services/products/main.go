@@ -60,6 +60,9 @@ func run(ctx context.Context) error {
 
 	// The relay delivers the outbox (product.deleted) to its subscribers.
 	relay := events.NewRelay(db.Bolt(), svc.Client(), svc.Registry())
+	if err := svc.Handle(events.NewAdmin(relay)); err != nil {
+		return err
+	}
 	if err := svc.Handle(handler.New(db, relay)); err != nil {
 		return err
 	}
@@ -69,6 +72,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	svc.Health().Add("bbolt", db.Check)
+	// One instance serves this data (see service.Exclusive and the README).
+	if err := svc.Exclusive(db.Bolt()); err != nil {
+		return err
+	}
 	svc.Go(db.ViewFlusher(flush))
 	svc.Go(relay.Run)
 

@@ -65,6 +65,9 @@ func serve(ctx context.Context, cfg Config) error {
 	}
 	defer db.Close()
 	relay := events.NewRelay(db.Bolt(), svc.Client(), svc.Registry())
+	if err := svc.Handle(events.NewAdmin(relay)); err != nil {
+		return err
+	}
 	products := handler.Products(productsrpc.NewClient(svc.Client()))
 	if err := svc.Handle(handler.New(db, products, relay, cfg.Publications.MaxReservationTTL.D())); err != nil {
 		return err
@@ -76,6 +79,10 @@ func serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	svc.Health().Add("bbolt", db.Check)
+	// One instance serves this data (see service.Exclusive and the README).
+	if err := svc.Exclusive(db.Bolt()); err != nil {
+		return err
+	}
 	svc.Go(relay.Run)
 	svc.Go(handler.NewSweeper(db, relay, cfg.Publications.ExpirySweep.D()).Run)
 	return svc.Run(ctx)

@@ -55,10 +55,17 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("bank account key: %w", err)
 	}
 	relay := events.NewRelay(db.Bolt(), svc.Client(), svc.Registry())
+	if err := svc.Handle(events.NewAdmin(relay)); err != nil {
+		return err
+	}
 	if err := svc.Handle(handler.New(db, seal, relay)); err != nil {
 		return err
 	}
 	svc.Health().Add("bbolt", db.Check)
+	// One instance serves this data (see service.Exclusive and the README).
+	if err := svc.Exclusive(db.Bolt()); err != nil {
+		return err
+	}
 	svc.Go(relay.Run)
 
 	return svc.Run(ctx)

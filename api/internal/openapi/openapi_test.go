@@ -18,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/notificationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
@@ -57,6 +58,8 @@ func TestDocumentValid(t *testing.T) {
 		"UploadImageRequest", "Amount", "Address", "PaymentMethod", "OrderItemRequest", "CreateOrderRequest",
 		"CheckoutRequest", "SetCartItemRequest", "OrderStatus", "OrderLine", "OrderLineView", "OrderPayment",
 		"Shipment", "Order", "OrderList", "OrderPage", "CartLine", "Cart", "PaymentEvent", "WebhookAck",
+		"DeadLetter", "DeadLetterList", "Notification", "NotificationPage", "NotificationDeadLetter",
+		"NotificationDeadLetterPage",
 	} {
 		if doc.Components.Schemas[name] == nil {
 			t.Errorf("components.schemas.%s missing", name)
@@ -105,6 +108,7 @@ var aggregated = []string{
 	"GET /v1/users/me/wishlist",
 	"GET /v1/cart",
 	"GET /v1/orders/{id}",
+	"GET /v1/admin/events/dead-letters",
 }
 
 // noBody names the routes that answer 422 without reading a body: the
@@ -153,6 +157,7 @@ var routes = []route{
 	{"POST", "/v1/users/me/devices", true, codes([]int{200, 201, 401}, body, failures)},
 	{"DELETE", "/v1/users/me/devices/{token}", true, codes([]int{204, 401, 404}, failures)},
 	{"GET", "/v1/users/me/notification-preferences", true, codes([]int{200, 401}, failures)},
+	{"GET", "/v1/notifications", true, codes([]int{200, 400, 401}, failures)},
 	{"PUT", "/v1/users/me/notification-preferences", true, codes([]int{200, 401}, body, failures)},
 	{"POST", "/v1/products", true, codes([]int{201, 401}, body, failures)},
 	{"GET", "/v1/products", false, codes([]int{200, 400}, failures)},
@@ -180,6 +185,10 @@ var routes = []route{
 	{"POST", "/v1/orders/{id}/ship", true, orderStep},
 	{"POST", "/v1/orders/{id}/deliver", true, orderStep},
 	{"POST", "/v1/payments/webhook", false, codes([]int{200, 400, 401, 413, 415}, failures)},
+	{"GET", "/v1/admin/events/dead-letters", true, codes([]int{200, 400, 401, 403}, failures)},
+	{"POST", "/v1/admin/events/dead-letters/{service}/{subscriber}/{seq}/replay", true, codes([]int{204, 400, 401, 403, 404, 409}, failures)},
+	{"GET", "/v1/admin/notifications/dead-letters", true, codes([]int{200, 400, 401, 403}, failures)},
+	{"POST", "/v1/admin/notifications/dead-letters/{id}/retry", true, codes([]int{200, 400, 401, 403, 404, 409}, failures)},
 	{"GET", "/healthz", false, []int{200}},
 	{"GET", "/readyz", false, []int{200, 503}},
 	{"GET", "/metrics", false, []int{200}},
@@ -469,6 +478,36 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 		{"cart unknown part", schema(doc, "Cart"), `{"items":[],"subtotals":[],"partial":true,"unavailable":["orders"]}`, false},
 		{"order bad status", schema(doc, "Order"), `{"id":"o1","buyer_id":"u1","status":"lost","items":[],"total":{"amount":0,"currency":""},"shipments":[],"shipping_address":` + addressJSON + `,"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`, false},
 		{"webhook ack not received", schema(doc, "WebhookAck"), `{"received":false,"event_id":"e","duplicate":false}`, false},
+		{"dead letters partial", schema(doc, "DeadLetterList"), `{"items":[` + deadLetterJSON + `],"partial":true,"unavailable":["orders"]}`, true},
+		{"dead letters of an unknown service", schema(doc, "DeadLetterList"), `{"items":[],"partial":true,"unavailable":["images"]}`, false},
+		{"dead letters without partial", schema(doc, "DeadLetterList"), `{"items":[]}`, false},
+		{"a dead letter with a null payload", schema(doc, "DeadLetter"), strings.Replace(deadLetterJSON, `{"product_id":"p1"}`, `null`, 1), true},
+		{"a dead letter with a string payload", schema(doc, "DeadLetter"), strings.Replace(deadLetterJSON, `{"product_id":"p1"}`, `"x"`, 1), true},
+		{"a dead letter without its sequence", schema(doc, "DeadLetter"), strings.Replace(deadLetterJSON, `"seq":42,`, ``, 1), false},
+		{"a dead letter at sequence 0", schema(doc, "DeadLetter"), strings.Replace(deadLetterJSON, `"seq":42,`, `"seq":0,`, 1), false},
+		{"error dead letter not found", errSchema, `{"error":{"code":"dead_letter_not_found","message":"m","request_id":"r"}}`, true},
+		{"error replay refused", errSchema, `{"error":{"code":"replay_refused","message":"m","request_id":"r"}}`, true},
+		{"a notification not yet sent", schema(doc, "Notification"), notificationJSON, true},
+		{"a sent notification about an order", schema(doc, "Notification"), strings.Replace(notificationJSON, `"sent_at":null`, `"sent_at":"2024-05-01T12:00:05Z","order_id":"o1"`, 1), true},
+		{"a notification without sent_at", schema(doc, "Notification"), strings.Replace(notificationJSON, `,"sent_at":null`, ``, 1), false},
+		{"a notification on another channel", schema(doc, "Notification"), strings.Replace(notificationJSON, `"email"`, `"sms"`, 1), false},
+		{"a notification with another status", schema(doc, "Notification"), strings.Replace(notificationJSON, `"queued"`, `"bounced"`, 1), false},
+		{"a notification with an unknown template", schema(doc, "Notification"), strings.Replace(notificationJSON, `"welcome"`, `"newsletter"`, 1), false},
+		{"a notification with a ULID", schema(doc, "Notification"), strings.Replace(notificationJSON, `"ntf_9f86d081884c7d659a2feaa0"`, `"01HZX3M5Q8R6Y2T4V7W9K1N3P5"`, 1), false},
+		{"a recipient's notification has a channel", schema(doc, "Notification"), strings.Replace(notificationJSON, `"email"`, `""`, 1), false},
+		{"notification page", schema(doc, "NotificationPage"), `{"items":[` + notificationJSON + `],"next_page_token":"n"}`, true},
+		{"notification page without token", schema(doc, "NotificationPage"), `{"items":[]}`, false},
+		{"a notification dead letter", schema(doc, "NotificationDeadLetter"), notificationDeadLetterJSON, true},
+		{"a dead letter queued again has no failed_at", schema(doc, "NotificationDeadLetter"), strings.Replace(notificationDeadLetterJSON, `"failed_at":"2024-05-01T12:05:00Z"`, `"failed_at":null`, 1), true},
+		{"a dead letter of an unreadable event has no channel", schema(doc, "NotificationDeadLetter"), `{"id":"ntf_0123456789abcdef01234567","channel":"","template":"","status":"failed","attempts":0,"created_at":"2024-05-01T12:00:00Z","sent_at":null,"user_id":"","event_id":"e1","topic":"order.paid","provider":"","last_error":"malformed","failed_at":"2024-05-01T12:00:00Z"}`, true},
+		{"a dead letter without its event", schema(doc, "NotificationDeadLetter"), strings.Replace(notificationDeadLetterJSON, `"event_id":"01HZX3M5Q8R6Y2T4V7W9K1N3P5",`, ``, 1), false},
+		{"a dead letter without its provider", schema(doc, "NotificationDeadLetter"), strings.Replace(notificationDeadLetterJSON, `"provider":"sendgrid",`, ``, 1), false},
+		{"notification dead letter page", schema(doc, "NotificationDeadLetterPage"), `{"items":[` + notificationDeadLetterJSON + `],"next_page_token":""}`, true},
+		{"order page with notifications", schema(doc, "OrderPage"), `{"id":"o1","buyer_id":"u1","status":"paid","items":[],"total":{"amount":0,"currency":"USD"},"shipments":[],"shipping_address":` + addressJSON + `,"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z","notifications":[` + notificationJSON + `],"partial":false,"unavailable":[]}`, true},
+		{"order page without notifications", schema(doc, "OrderPage"), `{"id":"o1","buyer_id":"u1","status":"paid","items":[],"total":{"amount":0,"currency":"USD"},"shipments":[],"shipping_address":` + addressJSON + `,"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z","notifications":[],"partial":true,"unavailable":["notifications"]}`, true},
+		{"order page lacking the notifications member", schema(doc, "OrderPage"), `{"id":"o1","buyer_id":"u1","status":"paid","items":[],"total":{"amount":0,"currency":"USD"},"shipments":[],"shipping_address":` + addressJSON + `,"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z","partial":false,"unavailable":[]}`, false},
+		{"error notification not found", errSchema, `{"error":{"code":"notification_not_found","message":"m","request_id":"r"}}`, true},
+		{"error notification not dead", errSchema, `{"error":{"code":"notification_not_dead","message":"m","request_id":"r"}}`, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -489,7 +528,14 @@ const (
 	productJSON     = `{"id":"p1","name":"Pixel 8","description":"","category":"electronics/phones","brand":"","attributes":{},"creator_id":"u1","view_count":0,"lowest_prices":[{"amount":49900,"currency":"USD"}],"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`
 	publicationJSON = `{"id":"pub1","seller_id":"u1","product_id":"p1","title":"T","price":{"amount":49900,"currency":"USD"},"quantity":2,"reserved":0,"condition":"new","status":"active","created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`
 	addressJSON     = `{"name":"Ada","line1":"1 Main St","city":"London","postal_code":"SW1","country":"GB"}`
+	deadLetterJSON  = `{"service":"products","subscriber":"publications","seq":42,"event_id":"01HZX3M5Q8R6Y2T4V7W9K1N3P5","topic":"product.deleted","attempts":10,"last_error":"refused","failed_at":"2024-05-01T12:00:00Z","payload":{"product_id":"p1"}}`
 	imageJSON       = `{"id":"i1","owner_type":"product","owner_id":"p1","uploader_id":"u1","content_type":"image/png","bytes":1024,"width":64,"height":48,"sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","created_at":"2024-05-01T12:00:00Z","url":"/v1/images/i1","thumbnail_url":"/v1/images/i1/thumbnail"}`
+)
+
+// Notification samples for TestSchemasAcceptAndReject.
+const (
+	notificationJSON           = `{"id":"ntf_9f86d081884c7d659a2feaa0","channel":"email","template":"welcome","status":"queued","attempts":0,"created_at":"2024-05-01T12:00:00Z","sent_at":null}`
+	notificationDeadLetterJSON = `{"id":"ntf_9f86d081884c7d659a2feaa0","channel":"push","template":"order_paid_buyer","status":"failed","attempts":5,"created_at":"2024-05-01T12:00:00Z","sent_at":null,"order_id":"o1","user_id":"u1","event_id":"01HZX3M5Q8R6Y2T4V7W9K1N3P5","topic":"order.paid","provider":"sendgrid","last_error":"refused","failed_at":"2024-05-01T12:05:00Z"}`
 )
 
 // attrs returns a JSON object of n string attributes.
@@ -738,6 +784,37 @@ func TestOrderFailures(t *testing.T) {
 	}
 }
 
+// TestNotificationCodes checks that the notifications contract's error IDs
+// are error codes, each with a response that shows it.
+func TestNotificationCodes(t *testing.T) {
+	doc := loadDoc(t)
+	enum := schema(doc, "ErrorCode").Enum
+	op := doc.Paths.Find("/v1/admin/notifications/dead-letters/{id}/retry").Post
+	for code, name := range map[int]string{404: notificationsrpc.CodeNotificationNotFound, 409: notificationsrpc.CodeNotDead} {
+		if !slices.Contains(enum, any(name)) {
+			t.Errorf("ErrorCode lacks %q", name)
+		}
+		ex, _ := op.Responses.Status(code).Value.Content.Get("application/json").Example.(map[string]any)
+		if e, _ := ex["error"].(map[string]any); e["code"] != name {
+			t.Errorf("retry: the %d example's code is %v, want %s", code, e["code"], name)
+		}
+		if err := schema(doc, "Error").VisitJSON(ex); err != nil {
+			t.Errorf("retry: the %d example is not an Error: %v", code, err)
+		}
+	}
+	id := doc.Components.Parameters["NotificationId"].Value.Schema.Value
+	for _, v := range []string{"ntf_0123456789abcdef01234567"} {
+		if err := id.VisitJSON(v); err != nil {
+			t.Errorf("NotificationId rejects %q: %v", v, err)
+		}
+	}
+	for _, v := range []string{"ntf_0123456789ABCDEF01234567", "ntf_0123", "01HZX3M5Q8R6Y2T4V7W9K1N3P5", "ntf_0123456789abcdef012345678"} {
+		if id.VisitJSON(v) == nil {
+			t.Errorf("NotificationId accepts %q", v)
+		}
+	}
+}
+
 func TestCreatedResourcesHaveLocation(t *testing.T) {
 	doc := loadDoc(t)
 	for _, path := range []string{"/v1/products", "/v1/publications", "/v1/images", "/v1/orders", "/v1/cart/checkout"} {
@@ -777,6 +854,10 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 	failed := ordersrpc.Order{ID: "o2", BuyerID: "u1", Status: ordersrpc.StatusFailed, FailureReason: ordersrpc.ReasonMixedCurrency,
 		FailureMessage: "m", Lines: []ordersrpc.Line{}, Shipments: []ordersrpc.Shipment{}, ShippingAddress: address, CreatedAt: at, UpdatedAt: at}
 	payment := ordersrpc.PaymentMethod{Method: "card", CardToken: "tok_visa"}
+	queued := notificationsrpc.Notification{ID: "ntf_0123456789abcdef01234567", Channel: notificationsrpc.ChannelEmail,
+		Template: notificationsrpc.TemplateWelcome, Status: notificationsrpc.StatusQueued, CreatedAt: at}
+	sent := notificationsrpc.Notification{ID: "ntf_89abcdef0123456789abcdef", Channel: notificationsrpc.ChannelPush,
+		Template: notificationsrpc.TemplateOrderCancelledSeller, Status: notificationsrpc.StatusSent, Attempts: 2, CreatedAt: at, SentAt: &at, OrderID: "o1"}
 
 	for _, c := range []struct {
 		schema string
@@ -799,7 +880,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		{"OrderList", ordersrpc.ListResponse{Items: []ordersrpc.Order{order, failed}, NextPageToken: "n"}},
 		{"OrderPage", map[string]any{"id": "o1", "buyer_id": "u1", "status": "pending", "items": []any{map[string]any{"publication_id": "pub1", "quantity": 1,
 			"unit_price": price, "subtotal": price, "image": view}}, "total": price, "shipments": []any{}, "shipping_address": address,
-			"created_at": at, "updated_at": at, "partial": true, "unavailable": []string{"images"}}},
+			"created_at": at, "updated_at": at, "notifications": []any{}, "partial": true, "unavailable": []string{"images"}}},
 		{"CreateOrderRequest", ordersrpc.CreateRequest{Items: []ordersrpc.Item{{PublicationID: "pub1", Quantity: 2}}, Payment: payment, ShippingAddress: address}},
 		{"CheckoutRequest", ordersrpc.CheckoutRequest{Payment: payment, ShippingAddress: address}},
 		{"SetCartItemRequest", ordersrpc.SetCartItemRequest{PublicationID: "pub1", Quantity: 0}},
@@ -809,6 +890,12 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 			map[string]any{"publication_id": "pub2", "quantity": 1, "added_at": at, "available": false, "reason": "gone"}},
 			"subtotals": []any{money.Money{Amount: 3998, Currency: "USD"}}, "partial": false, "unavailable": []string{}}},
 		{"WebhookAck", map[string]any{"received": true, "event_id": "evt_1", "duplicate": false}},
+		{"Notification", queued},
+		{"Notification", sent},
+		{"NotificationPage", notificationsrpc.Page{Items: []notificationsrpc.Notification{sent, queued}, NextPageToken: "n"}},
+		{"OrderPage", map[string]any{"id": "o1", "buyer_id": "u1", "status": "paid", "items": []any{}, "total": price, "shipments": []any{},
+			"shipping_address": address, "created_at": at, "updated_at": at, "notifications": []any{sent},
+			"partial": true, "unavailable": []string{"images"}}},
 	} {
 		t.Run(c.schema, func(t *testing.T) {
 			b, err := json.Marshal(c.value)

@@ -56,6 +56,7 @@ func TestProtectedRoutesRequireAValidBearerToken(t *testing.T) {
 		{"POST", "/v1/orders/o1/cancel"},
 		{"POST", "/v1/orders/o1/ship"},
 		{"POST", "/v1/orders/o1/deliver"},
+		{"GET", "/v1/notifications"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,11 +20,13 @@ import (
 
 	"github.com/marketmesh/marketmesh/api/internal/server"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/notificationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/auth"
+	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 )
@@ -107,6 +109,22 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 	return key
 }
 
+// testAdmin is the user newTestAPI grants the admin role at login.
+const testAdmin = "01HADMIN"
+
+// producers are the short names of the services with an outbox.
+var producers = []string{"orders", "products", "publications", "users"}
+
+// deadLetterClients returns the dead-letter admin client of every producing
+// service, each over the fake that fake(name) returns.
+func deadLetterClients(fake func(name string) client.Client) map[string]*events.AdminClient {
+	out := map[string]*events.AdminClient{}
+	for _, name := range producers {
+		out[name] = events.NewAdminClient(fake(name), "marketmesh."+name)
+	}
+	return out
+}
+
 func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 	t.Helper()
 	key := newKey(t)
@@ -119,8 +137,11 @@ func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 		Publications:        publicationsrpc.NewClient(users),
 		Images:              imagesrpc.NewClient(users),
 		Orders:              ordersrpc.NewClient(orders),
+		Notifications:       notificationsrpc.NewClient(users),
+		Events:              deadLetterClients(func(string) client.Client { return users }),
 		Blobs:               blobs,
 		Signer:              auth.NewSigner(key),
+		Admins:              []string{testAdmin},
 		LoginPerMinuteIP:    1000,
 		LoginPerMinuteEmail: 1000,
 		Metrics:             prometheus.NewRegistry(),
@@ -136,6 +157,16 @@ func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 func (ta *testAPI) token(t *testing.T, uid string) string {
 	t.Helper()
 	tok, _, err := ta.signer.Issue(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// adminToken returns a valid bearer token for testAdmin with the admin role.
+func (ta *testAPI) adminToken(t *testing.T) string {
+	t.Helper()
+	tok, _, err := ta.signer.Issue(testAdmin, auth.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -160,29 +160,47 @@ type orderLine struct {
 	Image *imageView `json:"image,omitempty"`
 }
 
-// orderPage is GET /v1/orders/{id}: the order, its lines with images.
+// orderPage is GET /v1/orders/{id}: the order, its lines with images, and
+// the caller's notifications about it.
 type orderPage struct {
 	ordersrpc.Order
-	Items       []orderLine `json:"items"` // the order's lines, shadowing Order.Lines
-	Partial     bool        `json:"partial"`
-	Unavailable []string    `json:"unavailable"`
+	Items         []orderLine        `json:"items"` // the order's lines, shadowing Order.Lines
+	Notifications []notificationView `json:"notifications"`
+	Partial       bool               `json:"partial"`
+	Unavailable   []string           `json:"unavailable"`
 }
 
+// getOrder reads the order (the core part) and the caller's notifications
+// about it (optional) in parallel; the lines' images need the order, so
+// they follow it. An order the caller may not see is its error alone: the
+// notifications read alongside are dropped.
 func (a *API) getOrder(w http.ResponseWriter, r *http.Request) error {
-	o, err := a.orders.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
+	id := r.PathValue("id")
+	var o *ordersrpc.Order
+	var notes []notificationView
+	parts := fanout.New(r.Context())
+	parts.Core("order", func(ctx context.Context) (err error) {
+		o, err = a.orders.Get(ctx, id)
+		return err
+	})
+	a.orderNotificationsPart(parts, id, &notes)
+	if err := parts.Wait(); err != nil {
 		return err
 	}
 	var imgs map[string]imagesrpc.Image
-	parts := fanout.New(r.Context())
-	a.firstImagesPart(parts, uniqueIDs(o.Lines, func(l ordersrpc.Line) string { return l.PublicationID }), &imgs)
-	_ = parts.Wait() // optional parts only
+	more := fanout.New(r.Context())
+	a.firstImagesPart(more, uniqueIDs(o.Lines, func(l ordersrpc.Line) string { return l.PublicationID }), &imgs)
+	_ = more.Wait() // optional parts only
 	normalize(o)
-	page := orderPage{Order: *o, Items: make([]orderLine, len(o.Lines))}
+	page := orderPage{Order: *o, Items: make([]orderLine, len(o.Lines)), Notifications: nonNil(notes)}
 	for i, l := range o.Lines {
 		page.Items[i] = orderLine{Line: l, Image: imageOf(imgs, l.PublicationID)}
 	}
-	page.Partial, page.Unavailable = parts.Missing()
+	_, first := parts.Missing()
+	_, second := more.Missing()
+	page.Unavailable = append(first, second...)
+	slices.Sort(page.Unavailable)
+	page.Partial = len(page.Unavailable) > 0
 	page.Unavailable = nonNil(page.Unavailable)
 	writeJSON(w, http.StatusOK, page)
 	return nil

@@ -15,12 +15,14 @@ import (
 
 	"github.com/marketmesh/marketmesh/api/internal/openapi"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
+	"github.com/marketmesh/marketmesh/contracts/notificationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/apierror"
 	"github.com/marketmesh/marketmesh/plugins/auth"
+	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/plugins/service"
 )
@@ -32,13 +34,22 @@ type Options struct {
 	Publications *publicationsrpc.Client
 	Images       *imagesrpc.Client
 	Orders       *ordersrpc.Client
+	// Notifications reaches the notifications service: the caller's
+	// deliveries, and for operators its dead letters.
+	Notifications *notificationsrpc.Client
+	// Events reaches the dead-letter administration (events.EventsAdmin) of
+	// each producing service, by short name ("orders"): the services the
+	// admin dead-letter routes know.
+	Events map[string]*events.AdminClient
 	// Blobs reaches the images service's HTTP endpoint (uploads and bytes):
 	// rpcclient.HTTP in production.
 	Blobs BlobClient
 	// PartTimeout bounds each optional part of an aggregated read.
 	PartTimeout time.Duration
 	Signer      *auth.Signer
-	MaxBody     int64 // request body limit in bytes
+	// Admins are the user IDs granted the admin role when they log in.
+	Admins  []string
+	MaxBody int64 // request body limit in bytes
 	// LoginPerMinuteIP and LoginPerMinuteEmail bound login attempts
 	// (default 60 and 10; zero means the default, not "refuse every login").
 	LoginPerMinuteIP, LoginPerMinuteEmail int
@@ -53,18 +64,21 @@ type Options struct {
 
 // API is the public HTTP handler.
 type API struct {
-	opts         Options
-	users        *usersrpc.Client
-	products     *productsrpc.Client
-	publications *publicationsrpc.Client
-	images       *imagesrpc.Client
-	orders       *ordersrpc.Client
-	blobs        BlobClient
-	signer       *auth.Signer
-	limiter      *loginLimiter
-	metrics      *httpMetrics
-	mux          *http.ServeMux
-	routes       []route
+	opts          Options
+	users         *usersrpc.Client
+	products      *productsrpc.Client
+	publications  *publicationsrpc.Client
+	images        *imagesrpc.Client
+	orders        *ordersrpc.Client
+	notifications *notificationsrpc.Client
+	events        map[string]*events.AdminClient
+	blobs         BlobClient
+	signer        *auth.Signer
+	admins        map[string]bool
+	limiter       *loginLimiter
+	metrics       *httpMetrics
+	mux           *http.ServeMux
+	routes        []route
 }
 
 // BlobClient sends a request to a healthy node of service's HTTP endpoint.
@@ -77,7 +91,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 type route struct {
 	method, path string
-	auth         bool // requires a bearer token; the caller is in rpcmeta
+	auth         bool // requires a bearer token; the caller is in rpcmeta, its roles in withRoles
 	h            handlerFunc
 }
 
@@ -101,17 +115,23 @@ func New(o Options) *API {
 		o.PartTimeout = 300 * time.Millisecond
 	}
 	a := &API{
-		opts:         o,
-		users:        o.Users,
-		products:     o.Products,
-		publications: o.Publications,
-		images:       o.Images,
-		orders:       o.Orders,
-		blobs:        o.Blobs,
-		signer:       o.Signer,
-		limiter:      newLoginLimiter(o.LoginPerMinuteIP, o.LoginPerMinuteEmail),
-		metrics:      newHTTPMetrics(o.Metrics),
-		mux:          http.NewServeMux(),
+		opts:          o,
+		users:         o.Users,
+		products:      o.Products,
+		publications:  o.Publications,
+		images:        o.Images,
+		orders:        o.Orders,
+		notifications: o.Notifications,
+		events:        o.Events,
+		blobs:         o.Blobs,
+		signer:        o.Signer,
+		admins:        map[string]bool{},
+		limiter:       newLoginLimiter(o.LoginPerMinuteIP, o.LoginPerMinuteEmail),
+		metrics:       newHTTPMetrics(o.Metrics),
+		mux:           http.NewServeMux(),
+	}
+	for _, id := range o.Admins {
+		a.admins[id] = true
 	}
 	a.routes = []route{
 		{"POST", "/v1/auth/register", false, a.register},
@@ -156,6 +176,11 @@ func New(o Options) *API {
 		{"POST", "/v1/orders/{id}/ship", true, a.shipOrder},
 		{"POST", "/v1/orders/{id}/deliver", true, a.deliverOrder},
 		{"POST", "/v1/payments/webhook", false, a.paymentWebhook},
+		{"GET", "/v1/notifications", true, a.listNotifications},
+		{"GET", "/v1/admin/events/dead-letters", true, a.requireAdmin(a.listDeadLetters)},
+		{"POST", "/v1/admin/events/dead-letters/{service}/{subscriber}/{seq}/replay", true, a.requireAdmin(a.replayDeadLetter)},
+		{"GET", "/v1/admin/notifications/dead-letters", true, a.requireAdmin(a.listNotificationDeadLetters)},
+		{"POST", "/v1/admin/notifications/dead-letters/{id}/retry", true, a.requireAdmin(a.retryNotification)},
 		{"GET", "/healthz", false, a.healthz},
 		{"GET", "/readyz", false, a.readyz},
 	}
@@ -247,13 +272,13 @@ func (p *headerProbe) WriteHeader(s int)           { p.status = s }
 func (a *API) adapt(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rt.auth {
-			uid, err := a.authenticate(r)
+			claims, err := a.authenticate(r)
 			if err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="marketmesh"`)
 				apierror.Write(w, r, err)
 				return
 			}
-			r = r.WithContext(rpcmeta.WithCaller(r.Context(), uid))
+			r = r.WithContext(withRoles(rpcmeta.WithCaller(r.Context(), claims.Subject), claims.Roles))
 		}
 		if err := rt.h(w, r); err != nil {
 			apierror.Write(w, r, err)
@@ -261,20 +286,20 @@ func (a *API) adapt(rt route) http.Handler {
 	})
 }
 
-func (a *API) authenticate(r *http.Request) (string, error) {
+func (a *API) authenticate(r *http.Request) (auth.Claims, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return "", apierror.New(http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <token> from /v1/auth/login")
+		return auth.Claims{}, apierror.New(http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <token> from /v1/auth/login")
 	}
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return "", apierror.New(http.StatusUnauthorized, "Authorization header must be 'Bearer <token>'")
+		return auth.Claims{}, apierror.New(http.StatusUnauthorized, "Authorization header must be 'Bearer <token>'")
 	}
-	uid, err := a.signer.Verify(strings.TrimSpace(token))
+	claims, err := a.signer.VerifyClaims(strings.TrimSpace(token))
 	if err != nil {
-		return "", apierror.New(http.StatusUnauthorized, "invalid or expired token")
+		return auth.Claims{}, apierror.New(http.StatusUnauthorized, "invalid or expired token")
 	}
-	return uid, nil
+	return claims, nil
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {

@@ -69,7 +69,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	token, exp, err := a.signer.Issue(u.ID)
+	token, exp, err := a.signer.Issue(u.ID, a.rolesOf(u.ID)...)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,9 @@ type Store struct {
 
 // Open opens (creating if needed) the database at dbPath and the blob
 // directory at blobDir, and removes temporary files a previous process left.
+// Bolt is the underlying database (for the single-instance lock).
+func (s *Store) Bolt() *bolt.DB { return s.db }
+
 func Open(dbPath, blobDir string) (*Store, error) {
 	db, err := boltdb.Open(dbPath, createBuckets)
 	if err != nil {

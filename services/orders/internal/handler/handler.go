@@ -289,12 +289,14 @@ func (h *Orders) shipment(ctx context.Context, endpoint string, req *ordersrpc.I
 	}
 	out, err := h.idempotent(ctx, who, endpoint, req, func(idem *store.Idempotency) (ordersrpc.Order, error) {
 		var out ordersrpc.Order
+		// The change's time and its event's ID are decided before the
+		// transaction, whose function may run more than once.
+		now, eventID := h.now(), ulid.Make().String()
 		_, err := h.store.Update(req.ID, func(o *order.Order, t *store.Tx) error {
-			now := h.now()
 			if err := change(o, who, now); err != nil {
 				return err
 			}
-			if err := t.Emit(topic, o.Event(who, now)); err != nil {
+			if err := t.Emit(eventID, now, topic, o.Event(who, now)); err != nil {
 				return err
 			}
 			out = o.RPC(who)

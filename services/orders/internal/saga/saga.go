@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
@@ -309,17 +310,22 @@ func (s *Saga) commit(ctx context.Context, o order.Order) (order.Order, bool, er
 		}
 	}
 	fault.Crash("committed")
+	// The payment's time and the order.paid event's ID are decided here,
+	// before the transaction, whose function may run more than once. A
+	// commit step repeated after a crash (its transaction lost) decides new
+	// ones: the order's step, not the event ID, keeps it from being paid twice.
+	now, eventID := s.now(), ulid.Make().String()
 	o, err := s.store.Update(o.ID, func(o *order.Order, t *store.Tx) error {
 		for i := range o.Lines {
-			o.Committed(i, s.now())
+			o.Committed(i, now)
 		}
-		o.Paid(s.now())
+		o.Paid(now)
 		if o.FromCart {
-			if err := t.CartBought(o, s.now()); err != nil {
+			if err := t.CartBought(o, now); err != nil {
 				return err
 			}
 		}
-		if err := t.Emit(ordersrpc.TopicOrderPaid, o.Event("", s.now())); err != nil {
+		if err := t.Emit(eventID, now, ordersrpc.TopicOrderPaid, o.Event("", now)); err != nil {
 			return err
 		}
 		return t.Settle(o, o.BuyerID, o.IdempotencyKey, response(o))
@@ -372,8 +378,10 @@ func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool
 		}
 		back[i] = status
 	}
+	// The end's time and its event's ID (if it has one) are decided before
+	// the transaction, as in commit.
+	now, eventID := s.now(), ulid.Make().String()
 	o, err := s.store.Update(o.ID, func(o *order.Order, t *store.Tx) error {
-		now := s.now()
 		switch refund.Status {
 		case payment.StatusSucceeded:
 			o.Refunded(now)
@@ -397,7 +405,7 @@ func (s *Saga) compensate(ctx context.Context, o order.Order) (order.Order, bool
 			topic = ordersrpc.TopicOrderPaymentFailed
 		}
 		if topic != "" {
-			if err := t.Emit(topic, o.Event("", now)); err != nil {
+			if err := t.Emit(eventID, now, topic, o.Event("", now)); err != nil {
 				return err
 			}
 		}

@@ -96,9 +96,16 @@ type Tx struct {
 	events int
 }
 
-// Emit appends an event to the outbox in this transaction.
-func (t *Tx) Emit(topic string, payload any) error {
-	if _, err := events.Append(t.tx, ordersrpc.Service, topic, payload); err != nil {
+// Emit appends an event to the outbox in this transaction, with the ID and
+// time its caller decided before the transaction (a ULID of its own, and
+// the time of the change), so a transaction function that runs again
+// writes the same event.
+func (t *Tx) Emit(id string, at time.Time, topic string, payload any) error {
+	ev, err := events.NewEvent(id, at, ordersrpc.Service, topic, payload)
+	if err != nil {
+		return err
+	}
+	if _, err := events.AppendEvent(t.tx, ev); err != nil {
 		return err
 	}
 	t.events++
@@ -242,7 +249,8 @@ func getOrder(tx *bolt.Tx, id string, o *order.Order) error {
 // Update loads the order, lets fn change it inside the transaction (fn may
 // emit events and touch idempotency records through t), and saves it. An
 // error from fn rolls everything back. fn may run more than once (batched
-// transactions retry), so it must only decide from o and t.
+// transactions retry), so it must only decide from o, t and what its caller
+// decided before the transaction (the time, event IDs): it generates none.
 func (s *Store) Update(id string, fn func(o *order.Order, t *Tx) error) (order.Order, error) {
 	var out order.Order
 	err := s.db.Batch(func(btx *bolt.Tx) error {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -8,8 +9,10 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
+	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/services/orders/internal/order"
 )
@@ -120,7 +123,7 @@ func TestUpdateIsAllOrNothingAndKeepsTheActiveAndSellerIndexes(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := s.Update(o.ID, func(o *order.Order, tx *Tx) error {
 		o.Reserved(0, order.Snapshot{SellerID: "s1", UnitPrice: money.Money{Amount: 5, Currency: "USD"}}, time.Now())
-		if err := tx.Emit(ordersrpc.TopicOrderPaid, o.Event("", time.Now())); err != nil {
+		if err := tx.Emit(ulid.Make().String(), time.Now(), ordersrpc.TopicOrderPaid, o.Event("", time.Now())); err != nil {
 			return err
 		}
 		return boom
@@ -147,6 +150,45 @@ func TestUpdateIsAllOrNothingAndKeepsTheActiveAndSellerIndexes(t *testing.T) {
 	}
 	if got, next, _ := s.List(ordersrpc.RoleSeller, "s1", 10, ""); len(got) != 1 || next != "" {
 		t.Fatalf("seller list = %d orders, next %q", len(got), next)
+	}
+}
+
+// Emit writes the event with the ID and time its caller decided before the
+// transaction.
+func TestEmitWritesTheCallersIDAndTime(t *testing.T) {
+	s, _ := open(t)
+	o := newOrder(t, "u1")
+	if err := s.Create(o, nil); err != nil {
+		t.Fatal(err)
+	}
+	id, at := ulid.Make().String(), time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	runs := 0
+	if _, err := s.Update(o.ID, func(o *order.Order, tx *Tx) error {
+		runs++
+		return tx.Emit(id, at, ordersrpc.TopicOrderShipped, o.Event("s1", at))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var evs []events.Event
+	err := s.Bolt().View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("events.outbox")).ForEach(func(_, v []byte) error {
+			var ev events.Event
+			err := json.Unmarshal(v, &ev)
+			evs = append(evs, ev)
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].ID != id || !evs[0].Time.Equal(at) || evs[0].Topic != ordersrpc.TopicOrderShipped || evs[0].Source != ordersrpc.Service {
+		t.Fatalf("outbox = %+v (fn ran %d times), want one %s with ID %s at %v", evs, runs, ordersrpc.TopicOrderShipped, id, at)
+	}
+	// Nothing is made up for a caller that decided no ID.
+	if _, err := s.Update(o.ID, func(o *order.Order, tx *Tx) error {
+		return tx.Emit("", at, ordersrpc.TopicOrderShipped, o.Event("s1", at))
+	}); err == nil {
+		t.Fatal("Emit without an ID succeeded")
 	}
 }
 

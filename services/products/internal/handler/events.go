@@ -31,6 +31,7 @@ func PublicationChanged(ctx context.Context, tx *bolt.Tx, ev events.Event) error
 		ProductID:     pc.ProductID,
 		Price:         pc.Price,
 		Active:        pc.Status == publicationsrpc.StatusActive && pc.Quantity > 0,
+		Seq:           ev.Seq,
 		EventID:       ev.ID,
 	})
 	if err != nil {

@@ -108,7 +108,8 @@ func (h *Products) Update(ctx context.Context, req *productsrpc.UpdateRequest, r
 
 // Delete removes a product; only its creator may. product.deleted is
 // appended to the outbox in the same transaction, so the publications
-// service closes the product's publications.
+// service closes the product's publications; its ID and time (the deletion
+// time) are decided here, before the transaction.
 func (h *Products) Delete(ctx context.Context, req *productsrpc.IDRequest, _ *productsrpc.Empty) error {
 	uid, err := caller(ctx)
 	if err != nil {
@@ -117,7 +118,7 @@ func (h *Products) Delete(ctx context.Context, req *productsrpc.IDRequest, _ *pr
 	if err := product.CheckID(req.ID); err != nil {
 		return rpcError(err, "")
 	}
-	err = h.store.Delete(req.ID, h.now(), func(p product.Product) error { return p.CheckEditor(uid) })
+	err = h.store.Delete(req.ID, h.now(), ulid.Make().String(), func(p product.Product) error { return p.CheckEditor(uid) })
 	if err != nil {
 		return rpcError(err, notFound(req.ID))
 	}

@@ -64,8 +64,11 @@ type PublicationPrice struct {
 	ProductID     string
 	Price         money.Money
 	Active        bool
-	// EventID orders updates: a state from an event older than the one
-	// already applied is ignored. Empty to skip the check.
+	// Seq orders updates: the event's outbox sequence at publications (its
+	// commit order). A state from an event older than the one already
+	// applied is ignored. Zero to skip the check.
+	Seq uint64
+	// EventID is the event's ID, kept with the state for tracing.
 	EventID string
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
@@ -42,7 +43,7 @@ func TestDeleteAppendsProductDeletedInItsTransaction(t *testing.T) {
 
 	t.Run("a refused delete writes no event", func(t *testing.T) {
 		errNo := errors.New("not yours")
-		if err := s.Delete(gone.ID, t0, func(product.Product) error { return errNo }); !errors.Is(err, errNo) {
+		if err := s.Delete(gone.ID, t0, ulid.Make().String(), func(product.Product) error { return errNo }); !errors.Is(err, errNo) {
 			t.Fatalf("a refused delete = %v", err)
 		}
 		if evs := outbox(t, s); len(evs) != 0 {
@@ -52,7 +53,7 @@ func TestDeleteAppendsProductDeletedInItsTransaction(t *testing.T) {
 	t.Run("a delete that fails after appending its event rolls both back", func(t *testing.T) {
 		boom := errors.New("disk on fire")
 		store.FailAfterEvent(s, boom)
-		err := s.Delete(gone.ID, t0, allow)
+		err := s.Delete(gone.ID, t0, ulid.Make().String(), allow)
 		store.FailAfterEvent(s, nil)
 		if !errors.Is(err, boom) {
 			t.Fatalf("Delete = %v, want %v", err, boom)
@@ -67,13 +68,17 @@ func TestDeleteAppendsProductDeletedInItsTransaction(t *testing.T) {
 			t.Fatalf("after a failed delete the category holds %v", got)
 		}
 	})
-	t.Run("a delete that commits has exactly one product.deleted", func(t *testing.T) {
-		if err := s.Delete(gone.ID, t0, allow); err != nil {
+	t.Run("a delete that commits has exactly one product.deleted, with the caller's ID and time", func(t *testing.T) {
+		eventID := ulid.Make().String()
+		if err := s.Delete(gone.ID, t0, eventID, allow); err != nil {
 			t.Fatal(err)
 		}
 		evs := outbox(t, s)
 		if len(evs) != 1 || evs[0].Topic != productsrpc.TopicProductDeleted || evs[0].Source != productsrpc.Service {
 			t.Fatalf("outbox = %+v, want one %s", evs, productsrpc.TopicProductDeleted)
+		}
+		if evs[0].ID != eventID || !evs[0].Time.Equal(t0) {
+			t.Fatalf("event %s at %v, want %s at %v", evs[0].ID, evs[0].Time, eventID, t0)
 		}
 		var pd productsrpc.ProductDeleted
 		if err := evs[0].Decode(&pd); err != nil {
@@ -96,7 +101,7 @@ func TestDeleteAppendsProductDeletedInItsTransaction(t *testing.T) {
 		}
 	})
 	t.Run("deleting again is not found and writes nothing more", func(t *testing.T) {
-		if err := s.Delete(gone.ID, t0, allow); !errors.Is(err, product.ErrNotFound) {
+		if err := s.Delete(gone.ID, t0, ulid.Make().String(), allow); !errors.Is(err, product.ErrNotFound) {
 			t.Fatalf("deleting twice = %v", err)
 		}
 		if evs := outbox(t, s); len(evs) != 1 {

@@ -15,6 +15,7 @@ import (
 
 // pubPrice is a publication price as stored in the pubPrices bucket.
 type pubPrice struct {
+	Seq      uint64 `json:"seq,omitempty"` // publications' outbox sequence of the event applied
 	EventID  string `json:"event_id,omitempty"`
 	Amount   int64  `json:"amount"`
 	Currency string `json:"currency"`
@@ -43,13 +44,13 @@ func ApplyPublication(tx *bolt.Tx, pp product.PublicationPrice) (bool, error) {
 	}
 	pb := tx.Bucket(pubPrices)
 	key := pubPriceKey(pp.ProductID, pp.PublicationID)
-	if old := pb.Get(key); old != nil && pp.EventID != "" {
+	if old := pb.Get(key); old != nil && pp.Seq != 0 {
 		var prev pubPrice
-		if err := json.Unmarshal(old, &prev); err == nil && prev.EventID >= pp.EventID {
-			return true, nil // a newer state is applied already
+		if err := json.Unmarshal(old, &prev); err == nil && prev.Seq >= pp.Seq {
+			return true, nil // a later state (in publications' commit order) is applied already
 		}
 	}
-	rec, err := json.Marshal(pubPrice{EventID: pp.EventID, Amount: pp.Price.Amount, Currency: pp.Price.Currency, Active: pp.Active})
+	rec, err := json.Marshal(pubPrice{Seq: pp.Seq, EventID: pp.EventID, Amount: pp.Price.Amount, Currency: pp.Price.Currency, Active: pp.Active})
 	if err != nil {
 		return false, err
 	}

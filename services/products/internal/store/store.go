@@ -274,9 +274,10 @@ func reindex(tx *bolt.Tx, old, next productRecord, f *facets) error {
 
 // Delete removes product id and every index entry, price and count of it,
 // after allow (the permission check) has accepted it, and appends
-// product.deleted (deleted at now) to the outbox in the same transaction:
-// a delete that commits always has its event, one that fails never does.
-func (s *Store) Delete(id string, now time.Time, allow func(product.Product) error) error {
+// product.deleted (deleted at now, with ID eventID: both decided by the
+// caller before the transaction) to the outbox in the same transaction: a
+// delete that commits always has its event, one that fails never does.
+func (s *Store) Delete(id string, now time.Time, eventID string, allow func(product.Product) error) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		rec, f, err := load(tx, id)
 		if err != nil {
@@ -314,7 +315,7 @@ func (s *Store) Delete(id string, now time.Time, allow func(product.Product) err
 		if err := addCount(tx.Bucket(metaBucket), productCountKey, -1); err != nil {
 			return err
 		}
-		return s.deleted(tx, id, now)
+		return s.deleted(tx, id, now, eventID)
 	})
 	if err == nil {
 		s.views.forget(id)
@@ -322,11 +323,15 @@ func (s *Store) Delete(id string, now time.Time, allow func(product.Product) err
 	return err
 }
 
-// deleted appends product.deleted for id to the outbox in tx.
-func (s *Store) deleted(tx *bolt.Tx, id string, now time.Time) error {
-	_, err := events.Append(tx, productsrpc.Service, productsrpc.TopicProductDeleted,
+// deleted appends product.deleted for id, deleted at now, to the outbox in
+// tx, as event eventID of that time.
+func (s *Store) deleted(tx *bolt.Tx, id string, now time.Time, eventID string) error {
+	ev, err := events.NewEvent(eventID, now.UTC(), productsrpc.Service, productsrpc.TopicProductDeleted,
 		productsrpc.ProductDeleted{ProductID: id, DeletedAt: now.UTC()})
 	if err != nil {
+		return err
+	}
+	if _, err := events.AppendEvent(tx, ev); err != nil {
 		return err
 	}
 	if s.afterEvent != nil {

@@ -290,13 +290,13 @@ func TestDeleteRemovesEveryTrace(t *testing.T) {
 	s.Get(gone.ID, true) // pending at delete time
 
 	errNo := errors.New("not yours")
-	if err := s.Delete(gone.ID, t0, func(product.Product) error { return errNo }); !errors.Is(err, errNo) {
+	if err := s.Delete(gone.ID, t0, ulid.Make().String(), func(product.Product) error { return errNo }); !errors.Is(err, errNo) {
 		t.Fatalf("a refused delete = %v", err)
 	}
-	if err := s.Delete(gone.ID, t0, func(product.Product) error { return nil }); err != nil {
+	if err := s.Delete(gone.ID, t0, ulid.Make().String(), func(product.Product) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(gone.ID, t0, func(product.Product) error { return nil }); !errors.Is(err, product.ErrNotFound) {
+	if err := s.Delete(gone.ID, t0, ulid.Make().String(), func(product.Product) error { return nil }); !errors.Is(err, product.ErrNotFound) {
 		t.Fatalf("deleting twice = %v", err)
 	}
 	if _, err := s.Get(gone.ID, false); !errors.Is(err, product.ErrNotFound) {
@@ -376,22 +376,26 @@ func TestPublicationEventsKeepLowestPrices(t *testing.T) {
 	}
 }
 
+// Publications picks an event's ID before its write commits, so IDs need
+// not follow the commit order; the outbox sequence does, and decides.
 func TestAStaleEventDoesNotOverrideANewerOne(t *testing.T) {
 	s, _ := newStore(t)
 	p := create(t, s, spec{name: "Drone"})
-	apply := func(eventID string, amount int64) {
+	apply := func(seq uint64, eventID string, amount int64) {
 		err := s.Bolt().Update(func(tx *bolt.Tx) error {
 			_, err := store.ApplyPublication(tx, product.PublicationPrice{PublicationID: "pub", ProductID: p.ID,
-				Price: money.Money{Amount: amount, Currency: "USD"}, Active: true, EventID: eventID})
+				Price: money.Money{Amount: amount, Currency: "USD"}, Active: true, Seq: seq, EventID: eventID})
 			return err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	older, newer := ulid.Make().String(), ulid.Make().String()
-	apply(newer, 700)
-	apply(older, 900)
+	// The later commit carries the smaller ID (chosen first, committed last).
+	smallerID, largerID := ulid.Make().String(), ulid.Make().String()
+	apply(8, smallerID, 700)
+	apply(7, largerID, 900) // an older state, redelivered after a replay
+	apply(6, ulid.Make().String(), 500)
 	if got, _ := s.Get(p.ID, false); !reflect.DeepEqual(got.LowestPrices, []money.Money{{Amount: 700, Currency: "USD"}}) {
 		t.Fatalf("LowestPrices = %v after a stale event", got.LowestPrices)
 	}

@@ -58,7 +58,7 @@ func TestDeleteLeavesNoKeyOrValueNamingTheProduct(t *testing.T) {
 	if n := outboxMentions(t, s, gone.ID); n != 0 {
 		t.Fatalf("before Delete %d outbox events name the product", n)
 	}
-	if err := s.Delete(gone.ID, time.Now(), func(product.Product) error { return nil }); err != nil {
+	if err := s.Delete(gone.ID, time.Now(), ulid.Make().String(), func(product.Product) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n := mentions(t, s, gone.ID); n != 0 {

@@ -3,7 +3,6 @@ package handler
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -18,7 +17,10 @@ import (
 // inside the consumer's transaction, so the inbox record, the closed
 // publications and their publication.changed events commit together; the
 // relay is woken once they have. A redelivery is a duplicate in the inbox,
-// and a second event for the same product closes nothing more.
+// and a second event for the same product closes nothing more. The
+// handler runs inside that transaction, so it generates no ID and reads no
+// clock: the publications close at the delivered event's time, and their
+// events' IDs derive from its ID (store.StampFor).
 //
 // An event that can never apply (a payload that does not decode, or
 // without a valid product ID) is acknowledged, not retried: retrying would
@@ -34,7 +36,7 @@ func ProductDeleted(s *store.Store, relay Notifier) events.Handler {
 			slog.ErrorContext(ctx, "publications: event without a valid product dropped", "topic", ev.Topic, "id", ev.ID, "err", err)
 			return nil
 		}
-		closed, err := s.CloseProduct(tx, pd.ProductID, pd.DeletedAt, time.Now().UTC())
+		closed, err := s.CloseProduct(tx, pd.ProductID, pd.DeletedAt, store.StampFor(ev))
 		if err != nil {
 			return err
 		}

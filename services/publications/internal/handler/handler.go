@@ -74,7 +74,8 @@ func (h *Publications) Create(ctx context.Context, req *publicationsrpc.CreateRe
 	if err := checkProduct(ctx, h.products, p.ProductID); err != nil {
 		return rpcError(err)
 	}
-	if err := h.store.Create(p); err != nil {
+	// The event's ID and time are decided here, before the transaction.
+	if err := h.store.Create(p, store.NewStamp(p.CreatedAt)); err != nil {
 		return rpcError(err)
 	}
 	h.relay.Notify()
@@ -129,7 +130,7 @@ func (h *Publications) Update(ctx context.Context, req *publicationsrpc.UpdateRe
 		return rpcError(err)
 	}
 	now := h.now()
-	p, changed, err := h.store.Update(req.ID, func(p *publication.Publication) error {
+	p, changed, err := h.store.Update(req.ID, store.NewStamp(now), func(p *publication.Publication) error {
 		if err := p.CheckOwner(seller); err != nil {
 			return err
 		}
@@ -191,7 +192,7 @@ func (h *Publications) Reserve(ctx context.Context, req *publicationsrpc.Reserve
 	if err := publication.CheckReserve(*req, int64(h.maxTTL/time.Second)); err != nil {
 		return rpcError(err)
 	}
-	r, err := h.store.Reserve(req.ReservationID, req.PublicationID, req.Quantity, time.Duration(req.TTLSeconds)*time.Second, h.now())
+	r, err := h.store.Reserve(req.ReservationID, req.PublicationID, req.Quantity, time.Duration(req.TTLSeconds)*time.Second, store.NewStamp(h.now()))
 	if err != nil {
 		return rpcError(err)
 	}
@@ -219,14 +220,14 @@ func (h *Publications) Restock(ctx context.Context, req *publicationsrpc.Reserva
 	return h.settle(ctx, "Publications.Restock", req, rsp, h.store.Restock)
 }
 
-func (h *Publications) settle(ctx context.Context, endpoint string, req *publicationsrpc.ReservationRequest, rsp *publicationsrpc.Reservation, act func(string, time.Time) (publication.Reservation, error)) error {
+func (h *Publications) settle(ctx context.Context, endpoint string, req *publicationsrpc.ReservationRequest, rsp *publicationsrpc.Reservation, act func(string, store.Stamp) (publication.Reservation, error)) error {
 	if err := svcauth.Require(ctx, id, endpoint, stockCaller); err != nil {
 		return err
 	}
 	if err := publication.CheckID("reservation_id", req.ReservationID); err != nil {
 		return rpcError(err)
 	}
-	r, err := act(req.ReservationID, h.now())
+	r, err := act(req.ReservationID, store.NewStamp(h.now()))
 	// A commit of a reservation whose time was up is a 409, but the expiry
 	// it caused was written: wake the relay either way.
 	h.relay.Notify()

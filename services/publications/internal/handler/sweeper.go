@@ -48,7 +48,7 @@ func (w *Sweeper) Run(ctx context.Context) {
 func (w *Sweeper) Sweep() (int, error) {
 	total := 0
 	for {
-		n, err := w.store.ExpireDue(w.now(), sweepBatch)
+		n, err := w.store.ExpireDue(store.NewStamp(w.now()), sweepBatch)
 		total += n
 		if n > 0 {
 			w.relay.Notify()

@@ -19,7 +19,7 @@ func closeProduct(s *store.Store, productID string, now time.Time) ([]publicatio
 	var closed []publication.Publication
 	err := s.Bolt().Update(func(tx *bolt.Tx) error {
 		var err error
-		closed, err = s.CloseProduct(tx, productID, now, now)
+		closed, err = s.CloseProduct(tx, productID, now, store.NewStamp(now))
 		return err
 	})
 	return closed, err
@@ -32,7 +32,7 @@ func TestCloseProductClosesItsPublicationsOnly(t *testing.T) {
 	closedBefore := mustCreate(t, s, spec{seller: "s3", product: "x", title: "Old lamp", qty: 1, status: publicationsrpc.StatusClosed})
 	other := mustCreate(t, s, spec{seller: "s1", product: "xy", title: "Copper kettle", qty: 3}) // "x" is its prefix
 	for _, id := range []string{"r-commit", "r-release"} {
-		if _, err := s.Reserve(id, active.ID, 1, time.Minute, t0); err != nil {
+		if _, err := s.Reserve(id, active.ID, 1, time.Minute, store.NewStamp(t0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,7 +54,7 @@ func TestCloseProductClosesItsPublicationsOnly(t *testing.T) {
 		if got := mustGet(t, s, active.ID); got.Status != publicationsrpc.StatusActive {
 			t.Fatalf("status %s after a rolled back close", got.Status)
 		}
-		if err := s.Create(newPub(spec{seller: "s4", product: "x", qty: 1})); err != nil {
+		if err := s.Create(newPub(spec{seller: "s4", product: "x", qty: 1}), store.NewStamp(t0)); err != nil {
 			t.Fatalf("a rolled back close still refuses the product: %v", err)
 		}
 	})
@@ -97,21 +97,21 @@ func TestCloseProductClosesItsPublicationsOnly(t *testing.T) {
 		if got := mustGet(t, s, other.ID); got != otherBefore {
 			t.Fatalf("%+v, was %+v", got, otherBefore)
 		}
-		if _, err := s.Reserve("r-other", other.ID, 1, time.Minute, t0); err != nil {
+		if _, err := s.Reserve("r-other", other.ID, 1, time.Minute, store.NewStamp(t0)); err != nil {
 			t.Fatalf("reserving another product's publication = %v", err)
 		}
-		if err := s.Create(newPub(spec{seller: "s4", product: "xy", qty: 1})); err != nil {
+		if err := s.Create(newPub(spec{seller: "s4", product: "xy", qty: 1}), store.NewStamp(t0)); err != nil {
 			t.Fatalf("creating on another product = %v", err)
 		}
 	})
 	t.Run("the product's stock is no longer reservable, held reservations still settle", func(t *testing.T) {
-		if _, err := s.Reserve("r-late", active.ID, 1, time.Minute, t0); !errors.Is(err, publication.ErrNotAvailable) {
+		if _, err := s.Reserve("r-late", active.ID, 1, time.Minute, store.NewStamp(t0)); !errors.Is(err, publication.ErrNotAvailable) {
 			t.Fatalf("Reserve on a closed publication = %v, want ErrNotAvailable", err)
 		}
-		if r, err := s.Commit("r-commit", t0); err != nil || r.Status != publicationsrpc.ReservationCommitted {
+		if r, err := s.Commit("r-commit", store.NewStamp(t0)); err != nil || r.Status != publicationsrpc.ReservationCommitted {
 			t.Fatalf("Commit = %+v, %v", r, err)
 		}
-		if r, err := s.Release("r-release", t0); err != nil || r.Status != publicationsrpc.ReservationReleased {
+		if r, err := s.Release("r-release", store.NewStamp(t0)); err != nil || r.Status != publicationsrpc.ReservationReleased {
 			t.Fatalf("Release = %+v, %v", r, err)
 		}
 		got := mustGet(t, s, active.ID)
@@ -124,7 +124,7 @@ func TestCloseProductClosesItsPublicationsOnly(t *testing.T) {
 		}
 	})
 	t.Run("a new publication of the deleted product is refused", func(t *testing.T) {
-		if err := s.Create(newPub(spec{seller: "s5", product: "x", qty: 1})); !errors.Is(err, publication.ErrInvalid) {
+		if err := s.Create(newPub(spec{seller: "s5", product: "x", qty: 1}), store.NewStamp(t0)); !errors.Is(err, publication.ErrInvalid) {
 			t.Fatalf("Create = %v, want ErrInvalid", err)
 		}
 	})
@@ -152,7 +152,7 @@ func TestCloseProductWithoutPublications(t *testing.T) {
 	if n := len(outbox(t, s)); n != 0 {
 		t.Fatalf("%d events", n)
 	}
-	if err := s.Create(newPub(spec{seller: "s1", product: "nothing-listed", qty: 1})); !errors.Is(err, publication.ErrInvalid) {
+	if err := s.Create(newPub(spec{seller: "s1", product: "nothing-listed", qty: 1}), store.NewStamp(t0)); !errors.Is(err, publication.ErrInvalid) {
 		t.Fatalf("Create on a deleted product = %v, want ErrInvalid", err)
 	}
 }

@@ -42,12 +42,16 @@ type reservationRecord struct {
 //     units available (ErrOutOfStock, which names how many are);
 //   - the units move from Quantity to Reserved, the reservation is stored
 //     held and indexed by expiry, and publication.changed is appended.
-func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Duration, now time.Time) (publication.Reservation, error) {
+//
+// The command's time is st.At; its event is stamped st.
+func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Duration, st Stamp) (publication.Reservation, error) {
 	var r publication.Reservation
+	now := st.At
 	// Batch: concurrent reservations share one commit (one fsync); the
 	// function may run again if another in the batch fails, so it only
-	// decides from what it reads in tx.
+	// decides from what it reads in tx and from st.
 	err := s.db.Batch(func(tx *bolt.Tx) error {
+		w := &write{Stamp: st}
 		existing, found, err := getReservation(tx, id)
 		if err != nil {
 			return err
@@ -58,7 +62,7 @@ func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Durat
 			}
 			r = existing
 			if r.Expired(now) {
-				r, err = s.settle(tx, r, publication.Expire, now)
+				r, err = s.settle(tx, w, r, publication.Expire)
 			}
 			return err
 		}
@@ -78,7 +82,7 @@ func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Durat
 		if err := putPublication(tx, p); err != nil {
 			return err
 		}
-		return s.changed(tx, p)
+		return s.changed(tx, w, p)
 	})
 	if err != nil {
 		return publication.Reservation{}, err
@@ -90,29 +94,32 @@ func (s *Store) Reserve(id, publicationID string, quantity int64, ttl time.Durat
 // Committing again returns the same reservation. A released or expired
 // reservation is ErrReservationState; so is a held one whose time is up,
 // which is expired (units back) in the same, committed, transaction.
-func (s *Store) Commit(id string, now time.Time) (publication.Reservation, error) {
-	return s.act(id, publication.Commit, now)
+// Here and in Restock and Release, the command's time is st.At and its
+// events are stamped st.
+func (s *Store) Commit(id string, st Stamp) (publication.Reservation, error) {
+	return s.act(id, publication.Commit, st)
 }
 
 // Restock puts a committed reservation's sold units back to Quantity (an
 // order cancelled after payment). Restocking again returns the same
 // reservation; a held, released or expired one is ErrReservationState.
-func (s *Store) Restock(id string, now time.Time) (publication.Reservation, error) {
-	return s.act(id, publication.Restock, now)
+func (s *Store) Restock(id string, st Stamp) (publication.Reservation, error) {
+	return s.act(id, publication.Restock, st)
 }
 
 // Release returns a held reservation's units to Quantity. Releasing a
 // released or expired reservation returns it unchanged; a committed one is
 // ErrReservationState.
-func (s *Store) Release(id string, now time.Time) (publication.Reservation, error) {
-	return s.act(id, publication.Release, now)
+func (s *Store) Release(id string, st Stamp) (publication.Reservation, error) {
+	return s.act(id, publication.Release, st)
 }
 
-func (s *Store) act(id string, a publication.Action, now time.Time) (publication.Reservation, error) {
+func (s *Store) act(id string, a publication.Action, st Stamp) (publication.Reservation, error) {
 	var r publication.Reservation
 	var outcome error // an answer for the caller that must not roll the transaction back
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		outcome = nil // the function may run again (batched)
+		w := &write{Stamp: st}
 		var found bool
 		var err error
 		if r, found, err = getReservation(tx, id); err != nil {
@@ -121,14 +128,14 @@ func (s *Store) act(id string, a publication.Action, now time.Time) (publication
 		if !found {
 			return publication.NotFound("reservation", id)
 		}
-		if r.Expired(now) {
+		if r.Expired(st.At) {
 			// Its time is up: expire it first, whatever was asked. A commit
 			// then fails (below) but the expiry stands.
-			if r, err = s.settle(tx, r, publication.Expire, now); err != nil {
+			if r, err = s.settle(tx, w, r, publication.Expire); err != nil {
 				return err
 			}
 		}
-		settled, err := s.settle(tx, r, a, now)
+		settled, err := s.settle(tx, w, r, a)
 		if errors.Is(err, publication.ErrReservationState) {
 			outcome = err
 			return nil
@@ -145,10 +152,11 @@ func (s *Store) act(id string, a publication.Action, now time.Time) (publication
 	return r, nil
 }
 
-// settle applies action a to r in tx (Reservation.Act) and, if the hold
-// ended, settles the publication's stock, removes the expiry index entry
-// and appends publication.changed when the available quantity changed.
-func (s *Store) settle(tx *bolt.Tx, r publication.Reservation, a publication.Action, now time.Time) (publication.Reservation, error) {
+// settle applies action a to r in tx (Reservation.Act) at w's time and, if
+// the hold ended, settles the publication's stock, removes the expiry index
+// entry and appends publication.changed when the available quantity changed.
+func (s *Store) settle(tx *bolt.Tx, w *write, r publication.Reservation, a publication.Action) (publication.Reservation, error) {
+	now := w.At
 	if changed, err := r.Act(a, now); err != nil || !changed {
 		return r, err // unchanged
 	}
@@ -170,19 +178,22 @@ func (s *Store) settle(tx *bolt.Tx, r publication.Reservation, a publication.Act
 		return r, err
 	}
 	if p.Quantity != available {
-		return r, s.changed(tx, p)
+		return r, s.changed(tx, w, p)
 	}
 	return r, nil
 }
 
-// ExpireDue expires up to limit held reservations whose time is up at now,
-// oldest first, found through the expiry index (no scan of reservations),
-// in one transaction; their units go back to Quantity. It returns how many
-// it expired: limit means there may be more.
-func (s *Store) ExpireDue(now time.Time, limit int) (int, error) {
+// ExpireDue expires up to limit held reservations whose time is up at
+// st.At, oldest first, found through the expiry index (no scan of
+// reservations), in one transaction; their units go back to Quantity, and
+// their events are stamped st. It returns how many it expired: limit means
+// there may be more.
+func (s *Store) ExpireDue(st Stamp, limit int) (int, error) {
 	n := 0
+	now := st.At
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		n = 0
+		w := &write{Stamp: st}
 		var due [][]byte
 		c := tx.Bucket(byExpiry).Cursor()
 		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
@@ -204,7 +215,7 @@ func (s *Store) ExpireDue(now time.Time, limit int) (int, error) {
 				}
 				continue
 			}
-			if _, err := s.settle(tx, r, publication.Expire, now); err != nil {
+			if _, err := s.settle(tx, w, r, publication.Expire); err != nil {
 				return err
 			}
 			n++

@@ -63,7 +63,7 @@ func TestReserveRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := s.Reserve(tt.id, tt.pub, tt.qty, time.Minute, t0)
+			r, err := s.Reserve(tt.id, tt.pub, tt.qty, time.Minute, store.NewStamp(t0))
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Reserve = %+v, %v, want %v", r, err, tt.wantErr)
 			}
@@ -121,7 +121,7 @@ func TestCommitAndReleaseStateMachine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t)
 			p := mustCreate(t, s, spec{seller: "s", qty: 5})
-			if _, err := s.Reserve("r1", p.ID, 2, time.Minute, t0); err != nil {
+			if _, err := s.Reserve("r1", p.ID, 2, time.Minute, store.NewStamp(t0)); err != nil {
 				t.Fatal(err)
 			}
 			for i, st := range tt.steps {
@@ -129,11 +129,11 @@ func TestCommitAndReleaseStateMachine(t *testing.T) {
 				var err error
 				switch st.action {
 				case "commit":
-					r, err = s.Commit("r1", t0.Add(st.at))
+					r, err = s.Commit("r1", store.NewStamp(t0.Add(st.at)))
 				case "release":
-					r, err = s.Release("r1", t0.Add(st.at))
+					r, err = s.Release("r1", store.NewStamp(t0.Add(st.at)))
 				case "expire":
-					_, err = s.ExpireDue(t0.Add(st.at), 100)
+					_, err = s.ExpireDue(store.NewStamp(t0.Add(st.at)), 100)
 				}
 				if !errors.Is(err, st.wantErr) {
 					t.Fatalf("step %d (%s): err = %v, want %v", i, st.action, err, st.wantErr)
@@ -156,8 +156,8 @@ func TestCommitAndReleaseStateMachine(t *testing.T) {
 	}
 	t.Run("an unknown reservation is not found", func(t *testing.T) {
 		s := newStore(t)
-		for _, act := range []func(string, time.Time) (publication.Reservation, error){s.Commit, s.Release, s.Restock} {
-			if _, err := act("nope", t0); !errors.Is(err, publication.ErrNotFound) {
+		for _, act := range []func(string, store.Stamp) (publication.Reservation, error){s.Commit, s.Release, s.Restock} {
+			if _, err := act("nope", store.NewStamp(t0)); !errors.Is(err, publication.ErrNotFound) {
 				t.Fatalf("err = %v, want ErrNotFound", err)
 			}
 		}
@@ -167,10 +167,10 @@ func TestCommitAndReleaseStateMachine(t *testing.T) {
 func TestReserveReplayAfterExpiryAnswersExpired(t *testing.T) {
 	s := newStore(t)
 	p := mustCreate(t, s, spec{seller: "s", qty: 2})
-	if _, err := s.Reserve("r1", p.ID, 2, time.Minute, t0); err != nil {
+	if _, err := s.Reserve("r1", p.ID, 2, time.Minute, store.NewStamp(t0)); err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.Reserve("r1", p.ID, 2, time.Minute, t0.Add(2*time.Minute))
+	r, err := s.Reserve("r1", p.ID, 2, time.Minute, store.NewStamp(t0.Add(2*time.Minute)))
 	if err != nil || r.Status != publicationsrpc.ReservationExpired {
 		t.Fatalf("replay after expiry = %+v, %v, want the reservation, expired", r, err)
 	}
@@ -183,14 +183,14 @@ func TestExpireDueUsesTheExpiryIndex(t *testing.T) {
 	s := newStore(t)
 	p := mustCreate(t, s, spec{seller: "s", qty: 10})
 	for i, ttl := range []time.Duration{3 * time.Minute, time.Minute, 2 * time.Minute} {
-		if _, err := s.Reserve(fmt.Sprintf("r%d", i), p.ID, 1, ttl, t0); err != nil {
+		if _, err := s.Reserve(fmt.Sprintf("r%d", i), p.ID, 1, ttl, store.NewStamp(t0)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Reserve("done", p.ID, 1, time.Second, t0); err != nil {
+	if _, err := s.Reserve("done", p.ID, 1, time.Second, store.NewStamp(t0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Commit("done", t0); err != nil {
+	if _, err := s.Commit("done", store.NewStamp(t0)); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
@@ -208,7 +208,7 @@ func TestExpireDueUsesTheExpiryIndex(t *testing.T) {
 		{"a sweep with nothing due does nothing", 2 * time.Hour, 100, 0, publication.Stock{Quantity: 9, Reserved: 0}, 0},
 	}
 	for _, st := range steps {
-		n, err := s.ExpireDue(t0.Add(st.at), st.limit)
+		n, err := s.ExpireDue(store.NewStamp(t0.Add(st.at)), st.limit)
 		if err != nil || n != st.expired {
 			t.Fatalf("%s: ExpireDue = %d, %v, want %d", st.name, n, err, st.expired)
 		}
@@ -241,7 +241,7 @@ func TestConcurrentReservationsNeverOversell(t *testing.T) {
 	for i := range 50 {
 		wg.Go(func() {
 			<-start
-			_, err := s.Reserve(fmt.Sprintf("buyer-%d", i), p.ID, 1, time.Minute, t0)
+			_, err := s.Reserve(fmt.Sprintf("buyer-%d", i), p.ID, 1, time.Minute, store.NewStamp(t0))
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -322,24 +322,24 @@ func TestRestockRoundTrip(t *testing.T) {
 		}
 	}
 
-	r, err := s.Reserve("order-1", p.ID, 3, time.Minute, t0)
+	r, err := s.Reserve("order-1", p.ID, 3, time.Minute, store.NewStamp(t0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	withSnapshot(t, r)
 	expectStock(t, publication.Stock{Quantity: 7, Reserved: 3})
 	// A later price change does not touch the reservation.
-	if _, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Price.Amount = 9999; return nil }); err != nil {
+	if _, _, err := s.Update(p.ID, store.NewStamp(t0), func(p *publication.Publication) error { p.Price.Amount = 9999; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if r, err = s.Commit("order-1", t0.Add(time.Second)); err != nil || r.Status != publicationsrpc.ReservationCommitted {
+	if r, err = s.Commit("order-1", store.NewStamp(t0.Add(time.Second))); err != nil || r.Status != publicationsrpc.ReservationCommitted {
 		t.Fatalf("Commit = %+v, %v", r, err)
 	}
 	withSnapshot(t, r)
 	expectStock(t, publication.Stock{Quantity: 7})
 
 	events := len(outbox(t, s))
-	restocked, err := s.Restock("order-1", t0.Add(2*time.Second))
+	restocked, err := s.Restock("order-1", store.NewStamp(t0.Add(2*time.Second)))
 	if err != nil || restocked.Status != publicationsrpc.ReservationRestocked || restocked.Quantity != 3 || !restocked.UpdatedAt.Equal(t0.Add(2*time.Second)) {
 		t.Fatalf("Restock = %+v, %v", restocked, err)
 	}
@@ -354,7 +354,7 @@ func TestRestockRoundTrip(t *testing.T) {
 	}
 
 	t.Run("restocking again answers the same and adds nothing", func(t *testing.T) {
-		again, err := s.Restock("order-1", t0.Add(time.Hour))
+		again, err := s.Restock("order-1", store.NewStamp(t0.Add(time.Hour)))
 		if err != nil || again != restocked {
 			t.Fatalf("Restock again = %+v, %v, want %+v", again, err, restocked)
 		}
@@ -364,8 +364,8 @@ func TestRestockRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("commit and release after a restock are conflicts", func(t *testing.T) {
-		for name, act := range map[string]func(string, time.Time) (publication.Reservation, error){"commit": s.Commit, "release": s.Release} {
-			if _, err := act("order-1", t0.Add(time.Hour)); !errors.Is(err, publication.ErrReservationState) {
+		for name, act := range map[string]func(string, store.Stamp) (publication.Reservation, error){"commit": s.Commit, "release": s.Release} {
+			if _, err := act("order-1", store.NewStamp(t0.Add(time.Hour))); !errors.Is(err, publication.ErrReservationState) {
 				t.Errorf("%s = %v, want ErrReservationState", name, err)
 			}
 		}
@@ -373,14 +373,14 @@ func TestRestockRoundTrip(t *testing.T) {
 	})
 	t.Run("a held, released or expired reservation cannot be restocked and nothing changes", func(t *testing.T) {
 		for id, ttl := range map[string]time.Duration{"held": 10 * time.Minute, "released": time.Minute, "expired": time.Minute} {
-			if _, err := s.Reserve(id, p.ID, 2, ttl, t0.Add(time.Hour)); err != nil {
+			if _, err := s.Reserve(id, p.ID, 2, ttl, store.NewStamp(t0.Add(time.Hour))); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := s.Release("released", t0.Add(time.Hour)); err != nil {
+		if _, err := s.Release("released", store.NewStamp(t0.Add(time.Hour))); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := s.ExpireDue(t0.Add(time.Hour+time.Minute), 100); n != 1 || err != nil {
+		if n, err := s.ExpireDue(store.NewStamp(t0.Add(time.Hour+time.Minute)), 100); n != 1 || err != nil {
 			t.Fatalf("ExpireDue = %d, %v, want 1", n, err)
 		}
 		before := stockOf(t, s, p.ID)
@@ -388,7 +388,7 @@ func TestRestockRoundTrip(t *testing.T) {
 		at := t0.Add(time.Hour + time.Minute)
 		for _, id := range []string{"held", "released", "expired"} {
 			was, _ := s.GetReservation(id)
-			_, err := s.Restock(id, at)
+			_, err := s.Restock(id, store.NewStamp(at))
 			if !errors.Is(err, publication.ErrReservationState) || !errors.Is(err, publication.ErrConflict) {
 				t.Errorf("Restock(%s) = %v, want ErrReservationState (a conflict)", id, err)
 			}
@@ -404,11 +404,11 @@ func TestRestockRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("a held one whose time is up is expired, not restocked", func(t *testing.T) {
-		if _, err := s.Reserve("late", p.ID, 1, time.Minute, t0.Add(2*time.Hour)); err != nil {
+		if _, err := s.Reserve("late", p.ID, 1, time.Minute, store.NewStamp(t0.Add(2*time.Hour))); err != nil {
 			t.Fatal(err)
 		}
 		before := stockOf(t, s, p.ID)
-		if _, err := s.Restock("late", t0.Add(3*time.Hour)); !errors.Is(err, publication.ErrReservationState) {
+		if _, err := s.Restock("late", store.NewStamp(t0.Add(3*time.Hour))); !errors.Is(err, publication.ErrReservationState) {
 			t.Fatalf("Restock = %v, want ErrReservationState", err)
 		}
 		if r, _ := s.GetReservation("late"); r.Status != publicationsrpc.ReservationExpired {
@@ -419,16 +419,16 @@ func TestRestockRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("a failing restock rolls back with its event", func(t *testing.T) {
-		if _, err := s.Reserve("order-2", p.ID, 2, time.Minute, t0.Add(4*time.Hour)); err != nil {
+		if _, err := s.Reserve("order-2", p.ID, 2, time.Minute, store.NewStamp(t0.Add(4*time.Hour))); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Commit("order-2", t0.Add(4*time.Hour)); err != nil {
+		if _, err := s.Commit("order-2", store.NewStamp(t0.Add(4*time.Hour))); err != nil {
 			t.Fatal(err)
 		}
 		before, events := stockOf(t, s, p.ID), len(outbox(t, s))
 		boom := errors.New("disk on fire")
 		store.FailAfterEvent(s, boom)
-		_, err := s.Restock("order-2", t0.Add(4*time.Hour))
+		_, err := s.Restock("order-2", store.NewStamp(t0.Add(4*time.Hour)))
 		store.FailAfterEvent(s, nil)
 		if !errors.Is(err, boom) {
 			t.Fatalf("Restock = %v, want %v", err, boom)
@@ -486,7 +486,7 @@ func TestAReservationStoredBeforeSnapshotsStillSettles(t *testing.T) {
 	if err := s.Bolt().Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("reservations")).Put([]byte("old"), raw) }); err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.Restock("old", t0.Add(time.Minute))
+	r, err := s.Restock("old", store.NewStamp(t0.Add(time.Minute)))
 	if err != nil || r.Status != publicationsrpc.ReservationRestocked || r.ProductID != "" || r.UnitPrice != (money.Money{}) {
 		t.Fatalf("Restock = %+v, %v", r, err)
 	}

@@ -64,13 +64,17 @@ type publicationRecord struct {
 	UpdatedAt time.Time   `json:"updated_at"`
 }
 
-// changed appends publication.changed with p's state to the outbox in tx.
-func (s *Store) changed(tx *bolt.Tx, p publication.Publication) error {
-	_, err := events.Append(tx, publicationsrpc.Service, publicationsrpc.TopicPublicationChanged, publicationsrpc.PublicationChanged{
+// changed appends publication.changed with p's state to the outbox in tx,
+// with w's next event ID and w's time.
+func (s *Store) changed(tx *bolt.Tx, w *write, p publication.Publication) error {
+	ev, err := events.NewEvent(w.nextEventID(), w.At, publicationsrpc.Service, publicationsrpc.TopicPublicationChanged, publicationsrpc.PublicationChanged{
 		PublicationID: p.ID, ProductID: p.ProductID, SellerID: p.SellerID,
 		Price: p.Price, Quantity: p.Quantity, Status: p.Status,
 	})
 	if err != nil {
+		return err
+	}
+	if _, err := events.AppendEvent(tx, ev); err != nil {
 		return err
 	}
 	if s.afterEvent != nil {
@@ -80,11 +84,13 @@ func (s *Store) changed(tx *bolt.Tx, p publication.Publication) error {
 }
 
 // Create stores a new publication with its indexes and its
-// publication.changed event, in one transaction. A product known to be
-// deleted (product.deleted was handled) is publication.UnknownProduct: the
-// products service may have said it existed just before it was deleted.
-func (s *Store) Create(p publication.Publication) error {
+// publication.changed event (stamped st), in one transaction. A product
+// known to be deleted (product.deleted was handled) is
+// publication.UnknownProduct: the products service may have said it existed
+// just before it was deleted.
+func (s *Store) Create(p publication.Publication, st Stamp) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
+		w := &write{Stamp: st}
 		if tx.Bucket(publicationsBucket).Get([]byte(p.ID)) != nil {
 			return fmt.Errorf("store: publication %s exists", p.ID)
 		}
@@ -111,7 +117,7 @@ func (s *Store) Create(p publication.Publication) error {
 		if err := titles.Put(tx, p.ID, textsearch.Field{Text: p.Title, Weight: 1}); err != nil {
 			return err
 		}
-		return s.changed(tx, p)
+		return s.changed(tx, w, p)
 	})
 }
 
@@ -155,10 +161,12 @@ func (s *Store) GetMany(ids []string) ([]publication.Publication, error) {
 
 // Update loads the publication, lets fn decide (check and change it), and
 // saves it with its indexes, in one transaction. Only price, quantity and
-// status may change; if any did, publication.changed is appended in the
-// same transaction and changed is true.
-func (s *Store) Update(id string, fn func(*publication.Publication) error) (p publication.Publication, changed bool, err error) {
+// status may change; if any did, publication.changed (stamped st: fn
+// should change the publication at st.At) is appended in the same
+// transaction and changed is true.
+func (s *Store) Update(id string, st Stamp, fn func(*publication.Publication) error) (p publication.Publication, changed bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
+		w := &write{Stamp: st}
 		old, err := getPublication(tx, id)
 		if err != nil {
 			return err
@@ -181,7 +189,7 @@ func (s *Store) Update(id string, fn func(*publication.Publication) error) (p pu
 		if err := putPublication(tx, p); err != nil {
 			return err
 		}
-		return s.changed(tx, p)
+		return s.changed(tx, w, p)
 	})
 	if err != nil {
 		return publication.Publication{}, false, err
@@ -195,9 +203,12 @@ func (s *Store) Update(id string, fn func(*publication.Publication) error) (p pu
 // publication of the product that is not closed yet, found through the
 // by_product index, each with its indexes and its publication.changed
 // event. Held reservations are left alone: they may still be committed or
-// released (Stock.Settle does not look at the status). It returns the
-// publications it closed; applying it again closes nothing more.
-func (s *Store) CloseProduct(tx *bolt.Tx, productID string, deletedAt, now time.Time) ([]publication.Publication, error) {
+// released (Stock.Settle does not look at the status). The publications
+// close at st.At, and their events are stamped st (StampFor the delivered
+// event: nothing is generated in the consumer's transaction). It returns
+// the publications it closed; applying it again closes nothing more.
+func (s *Store) CloseProduct(tx *bolt.Tx, productID string, deletedAt time.Time, st Stamp) ([]publication.Publication, error) {
+	w := &write{Stamp: st}
 	if err := tx.Bucket(deletedProducts).Put([]byte(productID), []byte(deletedAt.UTC().Format(time.RFC3339Nano))); err != nil {
 		return nil, err
 	}
@@ -215,7 +226,7 @@ func (s *Store) CloseProduct(tx *bolt.Tx, productID string, deletedAt, now time.
 			return nil, fmt.Errorf("store: product %s: %w", productID, err)
 		}
 		p := old
-		if !p.CloseForDeletedProduct(now) {
+		if !p.CloseForDeletedProduct(w.At) {
 			continue
 		}
 		if err := reindex(tx, old, p); err != nil {
@@ -224,7 +235,7 @@ func (s *Store) CloseProduct(tx *bolt.Tx, productID string, deletedAt, now time.
 		if err := putPublication(tx, p); err != nil {
 			return nil, err
 		}
-		if err := s.changed(tx, p); err != nil {
+		if err := s.changed(tx, w, p); err != nil {
 			return nil, err
 		}
 		closed = append(closed, p)

@@ -63,7 +63,7 @@ func newPub(sp spec) publication.Publication {
 func mustCreate(t *testing.T, s *store.Store, sp spec) publication.Publication {
 	t.Helper()
 	p := newPub(sp)
-	if err := s.Create(p); err != nil {
+	if err := s.Create(p, store.NewStamp(t0)); err != nil {
 		t.Fatalf("Create(%+v) = %v", sp, err)
 	}
 	return p
@@ -158,43 +158,43 @@ func TestEveryStateChangeWritesOnePublicationChangedEvent(t *testing.T) {
 	}{
 		{"create", func() error { return nil }, 1},
 		{"a price change", func() error {
-			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Price.Amount = 600; return nil })
+			_, _, err := s.Update(p.ID, store.NewStamp(t0), func(p *publication.Publication) error { p.Price.Amount = 600; return nil })
 			return err
 		}, 1},
 		{"an update that changes nothing", func() error {
-			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Price.Amount = 600; return nil })
+			_, _, err := s.Update(p.ID, store.NewStamp(t0), func(p *publication.Publication) error { p.Price.Amount = 600; return nil })
 			return err
 		}, 0},
 		{"a quantity change", func() error {
-			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Quantity = 4; return nil })
+			_, _, err := s.Update(p.ID, store.NewStamp(t0), func(p *publication.Publication) error { p.Quantity = 4; return nil })
 			return err
 		}, 1},
 		{"a status change", func() error {
-			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Status = "paused"; return nil })
+			_, _, err := s.Update(p.ID, store.NewStamp(t0), func(p *publication.Publication) error { p.Status = "paused"; return nil })
 			return err
 		}, 1},
 		{"a status change back", func() error {
-			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Status = "active"; return nil })
+			_, _, err := s.Update(p.ID, store.NewStamp(t0), func(p *publication.Publication) error { p.Status = "active"; return nil })
 			return err
 		}, 1},
-		{"a reservation", func() error { _, err := s.Reserve("r1", p.ID, 2, time.Minute, t0); return err }, 1},
-		{"a repeated reservation", func() error { _, err := s.Reserve("r1", p.ID, 2, time.Minute, t0); return err }, 0},
-		{"a commit (the available quantity does not move)", func() error { _, err := s.Commit("r1", t0); return err }, 0},
-		{"a second reservation", func() error { _, err := s.Reserve("r2", p.ID, 1, time.Minute, t0); return err }, 1},
-		{"a release", func() error { _, err := s.Release("r2", t0); return err }, 1},
-		{"a repeated release", func() error { _, err := s.Release("r2", t0); return err }, 0},
+		{"a reservation", func() error { _, err := s.Reserve("r1", p.ID, 2, time.Minute, store.NewStamp(t0)); return err }, 1},
+		{"a repeated reservation", func() error { _, err := s.Reserve("r1", p.ID, 2, time.Minute, store.NewStamp(t0)); return err }, 0},
+		{"a commit (the available quantity does not move)", func() error { _, err := s.Commit("r1", store.NewStamp(t0)); return err }, 0},
+		{"a second reservation", func() error { _, err := s.Reserve("r2", p.ID, 1, time.Minute, store.NewStamp(t0)); return err }, 1},
+		{"a release", func() error { _, err := s.Release("r2", store.NewStamp(t0)); return err }, 1},
+		{"a repeated release", func() error { _, err := s.Release("r2", store.NewStamp(t0)); return err }, 0},
 		{"an expiry", func() error {
-			if _, err := s.Reserve("r3", p.ID, 1, time.Minute, t0); err != nil {
+			if _, err := s.Reserve("r3", p.ID, 1, time.Minute, store.NewStamp(t0)); err != nil {
 				return err
 			}
-			n, err := s.ExpireDue(t0.Add(time.Hour), 10)
+			n, err := s.ExpireDue(store.NewStamp(t0.Add(time.Hour)), 10)
 			if n != 1 {
 				return fmt.Errorf("expired %d, want 1", n)
 			}
 			return err
 		}, 2},
-		{"a restock of the committed reservation", func() error { _, err := s.Restock("r1", t0); return err }, 1},
-		{"a repeated restock", func() error { _, err := s.Restock("r1", t0); return err }, 0},
+		{"a restock of the committed reservation", func() error { _, err := s.Restock("r1", store.NewStamp(t0)); return err }, 1},
+		{"a repeated restock", func() error { _, err := s.Restock("r1", store.NewStamp(t0)); return err }, 0},
 	}
 	seen := 0
 	for _, st := range steps {
@@ -219,7 +219,7 @@ func TestEveryStateChangeWritesOnePublicationChangedEvent(t *testing.T) {
 func TestAFailingWriteLeavesNoEventAndNoChange(t *testing.T) {
 	s := newStore(t)
 	p := mustCreate(t, s, spec{seller: "s1", product: "x", title: "Brass lamp", amount: 500, qty: 5})
-	if _, err := s.Reserve("held", p.ID, 1, time.Minute, t0); err != nil {
+	if _, err := s.Reserve("held", p.ID, 1, time.Minute, store.NewStamp(t0)); err != nil {
 		t.Fatal(err)
 	}
 	before := len(outbox(t, s))
@@ -231,14 +231,14 @@ func TestAFailingWriteLeavesNoEventAndNoChange(t *testing.T) {
 		name string
 		do   func() error
 	}{
-		{"create", func() error { return s.Create(fresh) }},
+		{"create", func() error { return s.Create(fresh, store.NewStamp(t0)) }},
 		{"update", func() error {
-			_, _, err := s.Update(p.ID, func(p *publication.Publication) error { p.Price.Amount = 1; p.Status = "paused"; return nil })
+			_, _, err := s.Update(p.ID, store.NewStamp(t0), func(p *publication.Publication) error { p.Price.Amount = 1; p.Status = "paused"; return nil })
 			return err
 		}},
-		{"reserve", func() error { _, err := s.Reserve("r1", p.ID, 1, time.Minute, t0); return err }},
-		{"release", func() error { _, err := s.Release("held", t0); return err }},
-		{"expire", func() error { _, err := s.ExpireDue(t0.Add(time.Hour), 10); return err }},
+		{"reserve", func() error { _, err := s.Reserve("r1", p.ID, 1, time.Minute, store.NewStamp(t0)); return err }},
+		{"release", func() error { _, err := s.Release("held", store.NewStamp(t0)); return err }},
+		{"expire", func() error { _, err := s.ExpireDue(store.NewStamp(t0.Add(time.Hour)), 10); return err }},
 	}
 	for _, w := range writes {
 		t.Run(w.name+" rolls back with its event", func(t *testing.T) {
@@ -280,7 +280,7 @@ func TestAFailingWriteLeavesNoEventAndNoChange(t *testing.T) {
 func TestUpdateKeepsIndexesInStep(t *testing.T) {
 	s := newStore(t)
 	p := mustCreate(t, s, spec{seller: "s1", product: "x", amount: 500, qty: 5})
-	if _, _, err := s.Update(p.ID, func(p *publication.Publication) error {
+	if _, _, err := s.Update(p.ID, store.NewStamp(t0), func(p *publication.Publication) error {
 		p.Status = "paused"
 		p.Price = money.Money{Amount: 700, Currency: "EUR"}
 		return nil
@@ -324,7 +324,7 @@ func TestUpdateKeepsIndexesInStep(t *testing.T) {
 
 func TestUpdateOfAMissingPublicationIsNotFound(t *testing.T) {
 	s := newStore(t)
-	_, _, err := s.Update("nope", func(*publication.Publication) error { return nil })
+	_, _, err := s.Update("nope", store.NewStamp(t0), func(*publication.Publication) error { return nil })
 	if !errors.Is(err, publication.ErrNotFound) || !strings.Contains(err.Error(), "publication nope not found") {
 		t.Fatalf("err = %v", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
@@ -48,18 +47,20 @@ func toUser(u user.User) usersrpc.User {
 	return usersrpc.User{ID: u.ID, Email: u.Email, Name: u.Name, Phone: u.Phone, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
-// Register creates an account and emits user.registered in the same transaction.
+// Register creates an account and emits user.registered in the same
+// transaction. The event's ID and time are decided here, before the store's
+// transaction: the time is the account's creation time.
 func (h *Users) Register(ctx context.Context, req *usersrpc.RegisterRequest, rsp *usersrpc.User) error {
 	u, err := user.New(ulid.Make().String(), user.Draft{Email: req.Email, Name: req.Name, Password: req.Password}, h.now())
 	if err != nil {
 		return rpcError(err, "")
 	}
-	err = h.store.CreateUser(u, func(tx *bolt.Tx) error {
-		_, err := events.Append(tx, usersrpc.Service, usersrpc.TopicUserRegistered,
-			usersrpc.UserRegistered{UserID: u.ID, Email: u.Email, Name: u.Name})
-		return err
-	})
+	registered, err := events.NewEvent(ulid.Make().String(), u.CreatedAt, usersrpc.Service, usersrpc.TopicUserRegistered,
+		usersrpc.UserRegistered{UserID: u.ID, Email: u.Email, Name: u.Name})
 	if err != nil {
+		return rpcError(err, "")
+	}
+	if err := h.store.CreateUser(u, registered); err != nil {
 		return rpcError(err, "")
 	}
 	h.relay.Notify()

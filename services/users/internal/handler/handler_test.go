@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/oklog/ulid/v2"
 	merrors "go-micro.dev/v4/errors"
 	bolt "go.etcd.io/bbolt"
 
@@ -181,6 +182,14 @@ func TestRegister(t *testing.T) {
 	var payload usersrpc.UserRegistered
 	if err := evs[0].Decode(&payload); err != nil || payload.UserID != u.ID || payload.Email != u.Email {
 		t.Errorf("event payload = %+v, %v", payload, err)
+	}
+	// Its ID and time were decided by the command: a ULID of its own, and
+	// the account's creation time.
+	if _, err := ulid.ParseStrict(evs[0].ID); err != nil || evs[0].ID == u.ID {
+		t.Errorf("event ID %q (user %s): %v", evs[0].ID, u.ID, err)
+	}
+	if !evs[0].Time.Equal(u.CreatedAt) {
+		t.Errorf("event time %v, want the creation time %v", evs[0].Time, u.CreatedAt)
 	}
 
 	t.Run("the same email in another case is a conflict", func(t *testing.T) {

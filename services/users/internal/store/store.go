@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/plugins/boltdb"
+	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
 )
 
@@ -57,9 +58,10 @@ type userRecord struct {
 	UpdatedAt    time.Time `json:"updated_at"`
 }
 
-// CreateUser stores u unless its email is taken; then runs also (the
-// outbox append) in the same transaction.
-func (s *Store) CreateUser(u user.User, also func(*bolt.Tx) error) error {
+// CreateUser stores u unless its email is taken, and appends registered
+// (user.registered, built by the caller with its ID and time) to the outbox
+// in the same transaction.
+func (s *Store) CreateUser(u user.User, registered events.Event) error {
 	raw, err := json.Marshal(userRecord(u))
 	if err != nil {
 		return err
@@ -80,7 +82,8 @@ func (s *Store) CreateUser(u user.User, also func(*bolt.Tx) error) error {
 		if err := tx.Bucket(usersBucket).Put([]byte(u.ID), raw); err != nil {
 			return err
 		}
-		return also(tx)
+		_, err := events.AppendEvent(tx, registered)
+		return err
 	})
 }
 

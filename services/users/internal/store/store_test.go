@@ -50,15 +50,16 @@ func newUser(email string) user.User {
 	}
 }
 
-// appendRegistered is the outbox append Register runs with CreateUser.
-func appendRegistered(rec user.User) func(*bolt.Tx) error {
-	return func(tx *bolt.Tx) error {
-		_, err := events.Append(tx, "marketmesh.users", "user.registered", map[string]string{"user_id": rec.ID})
-		return err
+// registered is the user.registered event Register prepares for
+// CreateUser: its ID and time decided before the transaction.
+func registered(t *testing.T, rec user.User) events.Event {
+	t.Helper()
+	ev, err := events.NewEvent(ulid.Make().String(), rec.CreatedAt, "marketmesh.users", "user.registered", map[string]string{"user_id": rec.ID})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return ev
 }
-
-func noop(*bolt.Tx) error { return nil }
 
 func outboxCount(t *testing.T, s *store.Store) int {
 	t.Helper()
@@ -80,7 +81,7 @@ func outboxCount(t *testing.T, s *store.Store) int {
 func mustCreate(t *testing.T, s *store.Store, email string) user.User {
 	t.Helper()
 	rec := newUser(email)
-	if err := s.CreateUser(rec, noop); err != nil {
+	if err := s.CreateUser(rec, registered(t, rec)); err != nil {
 		t.Fatalf("CreateUser(%s) = %v", email, err)
 	}
 	return rec
@@ -90,7 +91,7 @@ func TestCreateUserAndLookUp(t *testing.T) {
 	s, _ := newStore(t)
 	rec := newUser("ada@example.com")
 	rec.Phone = "+14155550123"
-	if err := s.CreateUser(rec, appendRegistered(rec)); err != nil {
+	if err := s.CreateUser(rec, registered(t, rec)); err != nil {
 		t.Fatal(err)
 	}
 	byID, err := s.UserByID(rec.ID)
@@ -131,20 +132,59 @@ func TestCreateUserAndLookUp(t *testing.T) {
 	}
 }
 
+// CreateUser appends the event its caller prepared, as it is: the ID and
+// time are the caller's, nothing is generated in the transaction, so
+// applying the same prepared write again (as a batch that runs its function
+// again does) writes the same bytes, once.
+func TestCreateUserAppendsTheCallersEvent(t *testing.T) {
+	s, _ := newStore(t)
+	rec := newUser("ada@example.com")
+	id := ulid.Make().String()
+	ev, err := events.NewEvent(id, t0, "marketmesh.users", "user.registered", map[string]string{"user_id": rec.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := s.CreateUser(rec, ev); err != nil {
+			t.Fatalf("CreateUser #%d = %v", i+1, err)
+		}
+	}
+	var raws [][]byte
+	err = s.Bolt().View(func(tx *bolt.Tx) error {
+		return tx.Bucket(outboxBucket).ForEach(func(_, v []byte) error {
+			raws = append(raws, append([]byte(nil), v...))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raws) != 1 || string(raws[0]) != string(want) {
+		t.Fatalf("outbox = %q, want exactly %q", raws, want)
+	}
+	var got events.Event
+	if err := json.Unmarshal(raws[0], &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != id || !got.Time.Equal(t0) {
+		t.Fatalf("outbox event %s at %v, want the caller's %s at %v", got.ID, got.Time, id, t0)
+	}
+}
+
 func TestCreateUserRefusesATakenEmail(t *testing.T) {
 	s, _ := newStore(t)
 	first := newUser("ada@example.com")
-	if err := s.CreateUser(first, appendRegistered(first)); err != nil {
+	if err := s.CreateUser(first, registered(t, first)); err != nil {
 		t.Fatal(err)
 	}
 	second := newUser("ada@example.com")
-	alsoRan := false
-	err := s.CreateUser(second, func(tx *bolt.Tx) error { alsoRan = true; return appendRegistered(second)(tx) })
+	err := s.CreateUser(second, registered(t, second))
 	if !errors.Is(err, user.ErrEmailTaken) {
 		t.Fatalf("second CreateUser = %v, want ErrEmailTaken", err)
-	}
-	if alsoRan {
-		t.Error("the outbox append ran for a refused registration")
 	}
 	if _, err := s.UserByID(second.ID); !errors.Is(err, user.ErrNotFound) {
 		t.Errorf("the refused user was stored: UserByID = %v", err)
@@ -160,9 +200,13 @@ func TestCreateUserRefusesATakenEmail(t *testing.T) {
 func TestCreateUserRollsBackWhenTheOutboxFails(t *testing.T) {
 	s, _ := newStore(t)
 	rec := newUser("ada@example.com")
-	boom := errors.New("outbox full")
-	if err := s.CreateUser(rec, func(*bolt.Tx) error { return boom }); !errors.Is(err, boom) {
-		t.Fatalf("CreateUser = %v, want %v", err, boom)
+	bad := registered(t, rec)
+	bad.ID = "" // the outbox refuses an event without an ID
+	if err := s.CreateUser(rec, bad); err == nil {
+		t.Fatal("CreateUser with an event the outbox refuses succeeded")
+	}
+	if n := outboxCount(t, s); n != 0 {
+		t.Errorf("outbox holds %d events, want 0", n)
 	}
 	if _, err := s.UserByEmail("ada@example.com"); !errors.Is(err, user.ErrNotFound) {
 		t.Errorf("user committed without its event: UserByEmail = %v", err)
@@ -182,11 +226,12 @@ func TestConcurrentRegistrationsOfOneEmailHaveOneWinner(t *testing.T) {
 	)
 	for i := range n {
 		recs[i] = newUser("race@example.com")
+		ev := registered(t, recs[i])
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			errs[i] = s.CreateUser(recs[i], appendRegistered(recs[i]))
+			errs[i] = s.CreateUser(recs[i], ev)
 		}()
 	}
 	close(start)
@@ -646,7 +691,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "users.db")
 	s := openStore(t, path)
 	rec := newUser("ada@example.com")
-	if err := s.CreateUser(rec, appendRegistered(rec)); err != nil {
+	if err := s.CreateUser(rec, registered(t, rec)); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.AddWishlist(rec.ID, "pub-1", t0); err != nil {
@@ -686,7 +731,8 @@ func TestDataSurvivesReopen(t *testing.T) {
 		t.Errorf("outbox after reopen holds %d events, want 1", n)
 	}
 	// The email index survived too: the address is still taken.
-	if err := s.CreateUser(newUser("ada@example.com"), noop); !errors.Is(err, user.ErrEmailTaken) {
+	again := newUser("ada@example.com")
+	if err := s.CreateUser(again, registered(t, again)); !errors.Is(err, user.ErrEmailTaken) {
 		t.Errorf("re-registering after reopen = %v, want ErrEmailTaken", err)
 	}
 }
