@@ -23,6 +23,12 @@ import (
 // notificationsQueued reads marketmesh_notifications_queued from the
 // passing notifications instance.
 func notificationsQueued(m *mesh) (float64, error) {
+	return notificationsMetric(m, "marketmesh_notifications_queued ")
+}
+
+// notificationsMetric sums the samples of the passing notifications
+// instance whose line starts with prefix (a name, or a name and labels).
+func notificationsMetric(m *mesh, prefix string) (float64, error) {
 	resp, err := opsGet(m, "marketmesh.notifications", "/metrics")
 	if err != nil {
 		return 0, err
@@ -30,12 +36,24 @@ func notificationsQueued(m *mesh) (float64, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
+	var sum float64
+	found := false
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "marketmesh_notifications_queued "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
 		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		sum, found = sum+v, true
 	}
-	return 0, fmt.Errorf("notifications /metrics: no marketmesh_notifications_queued (%v)", sc.Err())
+	if !found {
+		return 0, fmt.Errorf("notifications /metrics: no %q (%v)", prefix, sc.Err())
+	}
+	return sum, nil
 }
 
 // drainNotifications waits (bounded) until notifications has nothing

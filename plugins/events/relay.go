@@ -145,12 +145,16 @@ func (r *Relay) Run(ctx context.Context) {
 				slog.Debug("events: subscriber discovery failed", "err", err)
 			}
 		}
+		more := false
 		for svc, sub := range subs {
-			r.deliver(ctx, svc, sub)
+			more = r.deliver(ctx, svc, sub) || more
 		}
 		if now.Sub(pruned) >= time.Minute {
 			r.prune(now)
 			pruned = now
+		}
+		if more && ctx.Err() == nil {
+			continue // a backlog: the next batch at once, not after a poll
 		}
 		select {
 		case <-ctx.Done():
@@ -214,18 +218,19 @@ func (r *Relay) subscribers() (map[string]subscriber, error) {
 // deliver sends the next batch of events for svc, stopping at the first
 // failure so each subscriber sees its topics in order. An event refused
 // MaxAttempts times in a row becomes a dead letter and the batch goes on.
-func (r *Relay) deliver(ctx context.Context, svc string, sub subscriber) {
+// It reports whether a full batch went through and more events wait.
+func (r *Relay) deliver(ctx context.Context, svc string, sub subscriber) (more bool) {
 	r.mu.Lock()
 	st := r.backoff[svc]
 	r.mu.Unlock()
 	if now := time.Now(); now.Before(st.until) {
 		r.metrics.refreshLag(svc, now)
-		return
+		return false
 	}
 	batch, err := r.pending(svc, sub)
 	if err != nil {
 		slog.Error("events: read outbox", "err", err)
-		return
+		return false
 	}
 	delivered := batch.cursor
 	var failure error
@@ -253,12 +258,13 @@ func (r *Relay) deliver(ctx context.Context, svc string, sub subscriber) {
 	defer r.mu.Unlock()
 	if failure == nil {
 		delete(r.backoff, svc)
-		return
+		return !batch.next.IsZero()
 	}
 	st.delay = min(max(2*st.delay, 250*time.Millisecond), r.opts.MaxBackoff)
 	st.until = time.Now().Add(st.delay)
 	r.backoff[svc] = st
 	slog.Warn("events: delivery failed, will retry", "subscriber", svc, "retry_in", st.delay.String(), "err", failure)
+	return false
 }
 
 // send delivers one event to svc and counts the result.

@@ -233,11 +233,14 @@ func (d *Delivery) Postpone(reason string, after time.Duration, now time.Time) {
 var ErrNotDead = errors.New("not a dead letter")
 
 // Requeue is an operator's retry of a dead letter: fresh attempts, due now.
+// The push devices that refused are tried again (the retry is for after
+// the cause was fixed); those already sent to are not.
 func (d *Delivery) Requeue(now time.Time) error {
 	if !d.Dead {
 		return fmt.Errorf("notification %s is %s: %w", d.ID, d.Status, ErrNotDead)
 	}
 	d.Status, d.Dead, d.Attempts, d.FailedAt, d.NextAt = notificationsrpc.StatusQueued, false, 0, nil, now
+	d.Targets = slices.DeleteFunc(d.Targets, func(t Target) bool { return t.Status != notificationsrpc.StatusSent })
 	return nil
 }
 

@@ -2,7 +2,10 @@ package provider
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +73,9 @@ func NewFCM(ctx context.Context, credentialsFile, endpoint string, opts ...Optio
 	case sa.ClientEmail == "" || sa.PrivateKey == "":
 		return nil, fmt.Errorf("fcm: credentials file %s: no client_email or private_key", credentialsFile)
 	}
+	if err := checkPrivateKey(sa.PrivateKey); err != nil {
+		return nil, fmt.Errorf("fcm: credentials file %s: private_key: %w", credentialsFile, err)
+	}
 	if endpoint == "" {
 		endpoint = DefaultFCMEndpoint
 	}
@@ -89,6 +95,25 @@ func NewFCM(ctx context.Context, credentialsFile, endpoint string, opts ...Optio
 		return nil, fmt.Errorf("fcm: credentials file %s: %w", credentialsFile, err)
 	}
 	return &FCM{client: client, project: sa.ProjectID, timeout: o.Timeout, now: time.Now}, nil
+}
+
+// checkPrivateKey refuses a private_key the token fetch could not sign
+// with: a PEM block holding an RSA key (PKCS #8 or PKCS #1).
+func checkPrivateKey(pemKey string) error {
+	block, _ := pem.Decode([]byte(pemKey))
+	if block == nil {
+		return errors.New("not a PEM block")
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+		if _, ok := k.(*rsa.PrivateKey); !ok {
+			return fmt.Errorf("a %T, want an RSA key", k)
+		}
+		return nil
+	}
+	if _, err := x509.ParsePKCS1PrivateKey(block.Bytes); err != nil {
+		return fmt.Errorf("not an RSA private key: %w", err)
+	}
+	return nil
 }
 
 // Name is "fcm".

@@ -16,11 +16,25 @@ func NewLogEmail(opts ...Option) *LogEmail { return &LogEmail{log: newOptions(op
 // Name is "log".
 func (*LogEmail) Name() string { return "log" }
 
-// Send logs e and returns "log-<delivery id>".
+// Send logs e and returns "log-<delivery id>". The address is masked in
+// the text too.
 func (l *LogEmail) Send(ctx context.Context, e Email) (string, error) {
-	l.log.InfoContext(ctx, "notifications: email not sent (log sink)",
-		"delivery", e.DeliveryID, "to", MaskEmail(e.To), "subject", e.Subject, "text", e.Text)
+	text := e.Text
+	if e.To != "" {
+		text = strings.ReplaceAll(text, e.To, MaskEmail(e.To))
+	}
+	logger(l.log).InfoContext(ctx, "notifications: email not sent (log sink)",
+		"delivery", e.DeliveryID, "to", MaskEmail(e.To), "subject", e.Subject, "text", text)
 	return "log-" + e.DeliveryID, nil
+}
+
+// logger is l, or the default logger as it is now (the service sets its
+// logging up after building its senders).
+func logger(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.Default()
 }
 
 // LogPush is the push sender of a deployment without FCM: it logs each
@@ -35,7 +49,7 @@ func (*LogPush) Name() string { return "log" }
 
 // Send logs p and returns "log-<delivery id>".
 func (l *LogPush) Send(ctx context.Context, p Push) (string, error) {
-	l.log.InfoContext(ctx, "notifications: push not sent (log sink)",
+	logger(l.log).InfoContext(ctx, "notifications: push not sent (log sink)",
 		"delivery", p.DeliveryID, "token", MaskToken(p.Token), "title", p.Title, "body", p.Body, "data", p.Data)
 	return "log-" + p.DeliveryID, nil
 }

@@ -150,7 +150,7 @@ const DefaultTimeout = 10 * time.Second
 // Options configure the senders.
 type Options struct {
 	Timeout time.Duration // bound on one Send; DefaultTimeout unless set
-	Logger  *slog.Logger  // where the log sinks write; slog.Default() unless set
+	Logger  *slog.Logger  // where the log sinks write; slog.Default() at the time of each Send unless set
 }
 
 // Option changes Options.
@@ -169,9 +169,6 @@ func newOptions(opts ...Option) Options {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
 	}
 	return o
 }

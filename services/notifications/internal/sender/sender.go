@@ -204,16 +204,17 @@ func (s *Sender) sendEmail(ctx context.Context, d delivery.Delivery, r *usersrpc
 	id, err := s.email.Send(ctx, provider.Email{
 		DeliveryID: d.ID, To: r.Email, ToName: r.Name, Subject: m.Subject, HTML: m.HTML, Text: m.Text,
 	})
-	s.record(d.ID, func(x *delivery.Delivery) {
+	if x, ok := s.record(d.ID, func(x *delivery.Delivery) {
 		x.Attempts++
 		s.outcome(x, name, id, err)
-	})
+	}); ok {
+		s.count(x.Channel, name, result(&x))
+	}
 }
 
 // outcome records one provider answer on x.
 func (s *Sender) outcome(x *delivery.Delivery, name, id string, err error) {
 	now := s.opts.Now()
-	defer func() { s.count(x.Channel, name, result(x)) }()
 	if err == nil {
 		x.Sent(name, id, now)
 		return
@@ -278,8 +279,7 @@ func (s *Sender) sendPush(ctx context.Context, d delivery.Delivery, r *usersrpc.
 		s.record(d.ID, func(x *delivery.Delivery) { x.Targets = append(x.Targets, target) })
 		d.Targets = append(d.Targets, target)
 	}
-	s.record(d.ID, func(x *delivery.Delivery) {
-		defer func() { s.count(x.Channel, name, result(x)) }()
+	x, ok := s.record(d.ID, func(x *delivery.Delivery) {
 		x.Attempts++
 		now := s.opts.Now()
 		sent, failed := 0, ""
@@ -306,6 +306,9 @@ func (s *Sender) sendPush(ctx context.Context, d delivery.Delivery, r *usersrpc.
 			x.Fail(name, fmt.Sprintf("every device refused: %s", failed), now)
 		}
 	})
+	if ok {
+		s.count(x.Channel, name, result(&x))
+	}
 }
 
 func firstSent(ts []delivery.Target) string {
@@ -317,12 +320,16 @@ func firstSent(ts []delivery.Target) string {
 	return ""
 }
 
-// record applies fn to the stored delivery; a failure to write is logged
-// and the delivery stays due (worked again: see the package comment).
-func (s *Sender) record(id string, fn func(*delivery.Delivery)) {
-	if _, err := s.store.Update(id, func(d *delivery.Delivery) error { fn(d); return nil }); err != nil {
+// record applies fn to the stored delivery and returns the result; a
+// failure to write is logged and the delivery stays due (worked again: see
+// the package comment). fn may run more than once (store.Update batches).
+func (s *Sender) record(id string, fn func(*delivery.Delivery)) (delivery.Delivery, bool) {
+	d, err := s.store.Update(id, func(d *delivery.Delivery) error { fn(d); return nil })
+	if err != nil {
 		slog.Error("notifications: record outcome", "delivery", id, "err", err)
+		return d, false
 	}
+	return d, true
 }
 
 // count records one outcome in the metrics.

@@ -2,8 +2,11 @@ package sender_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -171,35 +174,62 @@ func newFixture(t *testing.T, people ...usersrpc.Recipient) *fixture {
 		push: fcm, metrics: prometheus.NewRegistry()}
 }
 
-// start runs a sender over the fixture until the returned stop is called
-// (or the test ends); stop waits for Run to return.
-func (f *fixture) start(t *testing.T, workers int) (*sender.Sender, func()) {
-	t.Helper()
-	s := sender.New(f.store, f.users, f.email, f.push, sender.Options{
+// newSender returns a sender over the fixture sending email through email.
+func (f *fixture) newSender(workers int, email provider.EmailSender) *sender.Sender {
+	return sender.New(f.store, f.users, email, f.push, sender.Options{
 		Policy:     delivery.Policy{MaxAttempts: 3, Base: 50 * time.Millisecond, Max: 200 * time.Millisecond},
 		Workers:    workers,
 		UsersRetry: 100 * time.Millisecond,
 		Metrics:    f.metrics,
 	})
+}
+
+// running is a sender's Run in a goroutine.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// run runs s until stop is called or the test ends.
+func run(t *testing.T, s *sender.Sender) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	r := &running{cancel: cancel, done: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(r.done)
 		s.Run(ctx)
 	}()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(settle):
-				t.Error("Run did not return after its context ended")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return s, stop
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// wait waits for Run to return.
+func (r *running) wait(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		select {
+		case <-r.done:
+		case <-time.After(settle):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+}
+
+// stop ends Run's context and waits for it to return.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	r.wait(t)
+}
+
+// start runs a sender with the fixture's email sender until the returned
+// stop is called or the test ends.
+func (f *fixture) start(t *testing.T, workers int) (*sender.Sender, func()) {
+	t.Helper()
+	s := f.newSender(workers, f.email)
+	r := run(t, s)
+	return s, func() { r.stop(t) }
 }
 
 // enqueue records ds as the event handler does, inside a bbolt Update, and
@@ -232,6 +262,12 @@ func (f *fixture) waitStatus(t *testing.T, id, status string) delivery.Delivery 
 		return nil
 	})
 	return d
+}
+
+// describe shows what a test checks of a delivery (not its payload bytes).
+func describe(d delivery.Delivery) string {
+	return fmt.Sprintf("%s: status %s, attempts %d, provider %q, message %q, last error %q, dead %v, targets %+v, sent at %v",
+		d.ID, d.Status, d.Attempts, d.Provider, d.MessageID, d.LastError, d.Dead, d.Targets, d.SentAt)
 }
 
 var eventSeq atomic.Int64
@@ -275,6 +311,15 @@ func orderPaid(t *testing.T, buyer, channel string) delivery.Delivery {
 	}, buyer, channel)
 }
 
+// tokens lists the tokens pushes went to, for failure messages.
+func tokens(pushes []saasfake.Push) []string {
+	out := make([]string, 0, len(pushes))
+	for _, p := range pushes {
+		out = append(out, p.Token)
+	}
+	return out
+}
+
 // mailsFor returns the accepted emails that carry delivery id.
 func mailsFor(f *fixture, id string) []saasfake.Mail {
 	var out []saasfake.Mail
@@ -316,7 +361,7 @@ func TestAnEmailIsSentOnceThroughSendGridAndRecordedSent(t *testing.T) {
 	}
 	if got.Provider != "sendgrid" || got.MessageID != m.MessageID || m.MessageID == "" || got.Attempts != 1 ||
 		got.SentAt == nil || got.LastError != "" || got.Dead {
-		t.Errorf("recorded %+v; want sent by sendgrid as %q after 1 attempt", got, m.MessageID)
+		t.Errorf("recorded %s; want sent by sendgrid as %q after 1 attempt", describe(got), m.MessageID)
 	}
 }
 
@@ -369,7 +414,7 @@ func TestEmailFailuresEndAsDeadLetters(t *testing.T) {
 			got := f.waitStatus(t, d.ID, notificationsrpc.StatusFailed)
 			if got.Attempts != tt.attempts || !got.Dead || got.FailedAt == nil || got.Provider != "sendgrid" ||
 				!strings.Contains(got.LastError, tt.says) {
-				t.Errorf("recorded %+v; want dead after %d attempts saying %q", got, tt.attempts, tt.says)
+				t.Errorf("recorded %s; want dead after %d attempts saying %q", describe(got), tt.attempts, tt.says)
 			}
 			if n := f.fakes.SendGrid.Attempts(); n != tt.attempts || len(f.fakes.SendGrid.Messages()) != 0 {
 				t.Errorf("SendGrid saw %d attempts and accepted %d mails, want %d and none", n, len(f.fakes.SendGrid.Messages()), tt.attempts)
@@ -396,16 +441,18 @@ func TestPushSkipsAnUnregisteredTokenAndHasItRemoved(t *testing.T) {
 
 	got := f.waitStatus(t, d.ID, notificationsrpc.StatusSent)
 	pushes := f.fakes.FCM.Messages()
-	if len(pushes) != 1 || pushes[0].Token != "tok-phone" || pushes[0].Data["delivery_id"] != d.ID ||
-		pushes[0].Data["order_id"] != "ord-1" || pushes[0].Title == "" {
-		t.Fatalf("pushes %+v; want one to tok-phone carrying the delivery and order", pushes)
+	if len(pushes) != 1 || pushes[0].Token != "tok-phone" {
+		t.Fatalf("pushes to %v, want one to tok-phone", tokens(pushes))
+	}
+	if p := pushes[0]; p.Data["delivery_id"] != d.ID || p.Data["order_id"] != "ord-1" || p.Title == "" || p.Body == "" {
+		t.Errorf("push %q %q with data %v; want a title, a body, the delivery and the order", p.Title, p.Body, p.Data)
 	}
 	if r := f.users.removals(); len(r) != 1 || r[0] != (removal{buyer.UserID, "tok-gone"}) {
 		t.Errorf("removed %v, want tok-gone of %s", r, buyer.UserID)
 	}
 	if got.Provider != "fcm" || got.MessageID != pushes[0].Name || got.Attempts != 1 ||
 		!strings.Contains(got.LastError, "some devices refused") {
-		t.Errorf("recorded %+v; want sent by fcm as %q, noting the refusal", got, pushes[0].Name)
+		t.Errorf("recorded %s; want sent by fcm as %q, noting the refusal", describe(got), pushes[0].Name)
 	}
 	if len(got.Targets) != 2 ||
 		got.Targets[0].Token != "tok-gone" || got.Targets[0].Status != notificationsrpc.StatusFailed || !strings.Contains(got.Targets[0].Error, "UNREGISTERED") ||
@@ -427,11 +474,11 @@ func TestAPushResumedAfterACrashSkipsTheTokenAlreadySent(t *testing.T) {
 
 	got := f.waitStatus(t, d.ID, notificationsrpc.StatusSent)
 	if pushes := f.fakes.FCM.Messages(); len(pushes) != 1 || pushes[0].Token != "tok-tablet" {
-		t.Fatalf("pushes %+v; want only tok-tablet", pushes)
+		t.Fatalf("pushes to %v; want only tok-tablet", tokens(pushes))
 	}
 	if len(got.Targets) != 2 || got.Targets[1].Token != "tok-tablet" || got.Targets[1].Status != notificationsrpc.StatusSent ||
 		got.MessageID != earlier || got.LastError != "" {
-		t.Errorf("recorded %+v", got)
+		t.Errorf("recorded %s", describe(got))
 	}
 }
 
@@ -446,7 +493,7 @@ func TestAPushGoesOutOnceThroughAnUnavailableFCM(t *testing.T) {
 
 	got := f.waitStatus(t, d.ID, notificationsrpc.StatusSent)
 	if pushes := f.fakes.FCM.Messages(); len(pushes) != 1 || got.MessageID != pushes[0].Name {
-		t.Fatalf("pushes %+v, recorded %+v; want exactly one", pushes, got)
+		t.Fatalf("pushes to %v, recorded %s; want exactly one", tokens(pushes), describe(got))
 	}
 }
 
@@ -457,28 +504,32 @@ func TestAChannelTheRecipientCannotUseIsSkipped(t *testing.T) {
 		Devices: devices("tok-nopush")}
 	noDevice := usersrpc.Recipient{UserID: "u-nodevice", Email: "nd@example.com", Preferences: usersrpc.Preferences{Email: true, Push: true}}
 	tests := []struct {
-		name string
-		d    func(t *testing.T) delivery.Delivery
-		says string
+		name  string
+		d     func(t *testing.T) delivery.Delivery
+		users int32 // the code users answers with, 0 for the recipient
+		says  string
 	}{
-		{"email turned off", func(t *testing.T) delivery.Delivery { return welcome(t, noEmail) }, "email notifications are off"},
+		{"email turned off", func(t *testing.T) delivery.Delivery { return welcome(t, noEmail) }, 0, "email notifications are off"},
 		{"push turned off", func(t *testing.T) delivery.Delivery {
 			return orderPaid(t, noPush.UserID, notificationsrpc.ChannelPush)
-		}, "push notifications are off"},
+		}, 0, "push notifications are off"},
 		{"push without a device", func(t *testing.T) delivery.Delivery {
 			return orderPaid(t, noDevice.UserID, notificationsrpc.ChannelPush)
-		}, "no device registered"},
-		{"a recipient users no longer knows", func(t *testing.T) delivery.Delivery { return welcome(t, ada()) }, "recipient no longer exists"},
+		}, 0, "no device registered"},
+		{"a recipient users does not know", func(t *testing.T) delivery.Delivery { return welcome(t, ada()) }, 0, "recipient no longer exists"},
+		{"a recipient users answers 404 for", func(t *testing.T) delivery.Delivery { return welcome(t, noDevice) }, 404, "recipient no longer exists"},
 	}
 	f := newFixture(t, noEmail, noPush, noDevice)
 	s, _ := f.start(t, 4)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			f.users.fail(tt.users)
+			defer f.users.fail(0)
 			d := tt.d(t)
 			f.enqueue(t, s, d)
 			got := f.waitStatus(t, d.ID, notificationsrpc.StatusSkipped)
 			if got.Attempts != 0 || got.Dead || !strings.Contains(got.LastError, tt.says) {
-				t.Errorf("recorded %+v; want skipped without an attempt because %q", got, tt.says)
+				t.Errorf("recorded %s; want skipped without an attempt because %q", describe(got), tt.says)
 			}
 		})
 	}
@@ -537,7 +588,7 @@ func TestUnreachableUsersPostponeWithoutSpendingAnAttempt(t *testing.T) {
 	for _, id := range []string{first.ID, second.ID} {
 		d, err := f.store.Get(id)
 		if err != nil || d.Status != notificationsrpc.StatusQueued || d.Attempts != 0 || !strings.Contains(d.LastError, "users unavailable") {
-			t.Errorf("while users is down: %+v, %v; want queued, 0 attempts, users unavailable", d, err)
+			t.Errorf("while users is down: %s, %v; want queued, 0 attempts, users unavailable", describe(d), err)
 		}
 	}
 	if f.fakes.SendGrid.Attempts() != 0 {
@@ -607,7 +658,7 @@ func TestASentDeliveryIsNeverSentAgain(t *testing.T) {
 		t.Errorf("%d mails in all, want 3 (one per delivery)", n)
 	}
 	if got, err := f.store.Get(d.ID); err != nil || got.Attempts != 1 || !got.SentAt.Equal(*sent.SentAt) {
-		t.Errorf("after the restart: %+v, %v; want untouched", got, err)
+		t.Errorf("after the restart: %s, %v; want untouched", describe(got), err)
 	}
 }
 
@@ -635,4 +686,94 @@ func TestNoDeliveryIsLeftBehindWhenManyAreQueuedAtOnce(t *testing.T) {
 	})
 }
 
-var _ = errors.New // keep errors for helpers added later
+// gate is a proxy in front of the SendGrid fake that holds every request
+// until released.
+type gate struct {
+	URL      string
+	arrived  chan struct{}
+	released chan struct{}
+	once     sync.Once
+}
+
+// release lets every held request, and every later one, through.
+func (g *gate) release() { g.once.Do(func() { close(g.released) }) }
+
+func newGate(t *testing.T, upstream string) *gate {
+	t.Helper()
+	target, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{arrived: make(chan struct{}, 16), released: make(chan struct{})}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.arrived <- struct{}{}
+		<-g.released
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(g.release) // never leave the server blocked
+	g.URL = srv.URL
+	return g
+}
+
+func TestStoppingWaitsForTheSendInFlightAndRecordsIt(t *testing.T) {
+	f := newFixture(t, ada())
+	g := newGate(t, f.fakes.SendGrid.URL)
+	sg, err := provider.NewSendGrid(saasfake.DefaultSendGridKey, g.URL, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.newSender(4, sg)
+	r := run(t, s)
+	d := welcome(t, ada())
+	f.enqueue(t, s, d)
+	select {
+	case <-g.arrived:
+	case <-time.After(settle):
+		t.Fatal("the email never reached SendGrid")
+	}
+
+	// Stopped while SendGrid holds the request: the send must not be cut
+	// off (SendGrid may take it anyway), so Run waits for its answer.
+	r.cancel()
+	g.release()
+	r.wait(t)
+
+	got, err := f.store.Get(d.ID)
+	if err != nil || got.Status != notificationsrpc.StatusSent || got.Attempts != 1 {
+		t.Errorf("after the stop: %s, %v; want sent after 1 attempt", describe(got), err)
+	}
+	if n := len(f.fakes.SendGrid.Messages()); n != 1 {
+		t.Errorf("%d mails, want 1", n)
+	}
+}
+
+func TestAnOperatorsRetrySendsAPushEveryDeviceHadRefused(t *testing.T) {
+	buyer := ada()
+	buyer.Devices = devices("tok-phone")
+	f := newFixture(t, buyer)
+	// Our Firebase project is not the token's: permanent, the token is kept.
+	f.fakes.FCM.FailToken("tok-phone", saasfake.SenderIDMismatch)
+	s, _ := f.start(t, 4)
+	d := orderPaid(t, buyer.UserID, notificationsrpc.ChannelPush)
+	f.enqueue(t, s, d)
+	if got := f.waitStatus(t, d.ID, notificationsrpc.StatusFailed); !got.Dead || !strings.Contains(got.LastError, "every device refused") {
+		t.Fatalf("recorded %s; want a dead letter", describe(got))
+	}
+
+	// The project is fixed and an operator retries the dead letter, as
+	// Notifications.Retry does.
+	f.fakes.FCM.ClearFailures()
+	if _, err := f.store.Update(d.ID, func(x *delivery.Delivery) error { return x.Requeue(time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Kick()
+	got := f.waitStatus(t, d.ID, notificationsrpc.StatusSent)
+	if pushes := f.fakes.FCM.Messages(); len(pushes) != 1 || pushes[0].Token != "tok-phone" || got.MessageID != pushes[0].Name {
+		t.Errorf("pushes to %v, recorded %s; want the retry to reach tok-phone", tokens(pushes), describe(got))
+	}
+	if len(f.users.removals()) != 0 {
+		t.Errorf("removed %v; a sender ID mismatch keeps the token", f.users.removals())
+	}
+}

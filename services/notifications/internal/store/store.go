@@ -156,9 +156,11 @@ func (s *Store) Get(id string) (d delivery.Delivery, err error) {
 }
 
 // Update applies fn to the delivery in one transaction and keeps its
-// indexes in step; fn's error aborts with nothing written.
+// indexes in step; fn's error aborts with nothing written. Concurrent
+// updates share commits (bbolt's Batch: one fsync for many), so fn may run
+// more than once and must only decide from the delivery it is given.
 func (s *Store) Update(id string, fn func(*delivery.Delivery) error) (d delivery.Delivery, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Batch(func(tx *bolt.Tx) error {
 		if d, err = get(tx, id); err != nil {
 			return err
 		}
