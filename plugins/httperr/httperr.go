@@ -33,6 +33,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/oklog/ulid/v2"
 	"io"
 	"net"
 	"net/http"
@@ -186,15 +187,17 @@ var codes = map[int]string{
 }
 
 // respond builds a whole JSON error response: the error document as the api's
-// handlers write it (apierror; no request ID, since no request was read), the
-// headers they set on errors and Connection: close, as net/http closes the
-// connection after it.
+// handlers write it (apierror), with a request ID of its own (no request was
+// read, so none was echoed) in the body and in X-Request-Id as on every
+// answer of the api, the headers they set on errors, and Connection: close,
+// as net/http closes the connection after it.
 func respond(proto string, status int, msg string) []byte {
 	code, ok := codes[status]
 	if !ok {
 		code = apierror.Code(status)
 	}
-	doc, err := json.Marshal(apierror.Body{Error: apierror.Detail{Code: code, Message: msg}})
+	id := ulid.Make().String()
+	doc, err := json.Marshal(apierror.Body{Error: apierror.Detail{Code: code, Message: msg, RequestID: id}})
 	if err != nil {
 		panic(err) // strings only: cannot fail
 	}
@@ -207,7 +210,9 @@ func respond(proto string, status int, msg string) []byte {
 	b.WriteString(http.StatusText(status))
 	b.WriteString("\r\nContent-Type: application/json\r\nContent-Length: ")
 	b.WriteString(strconv.Itoa(len(doc)))
-	b.WriteString("\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n")
+	b.WriteString("\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: ")
+	b.WriteString(id)
+	b.WriteString("\r\nConnection: close\r\n\r\n")
 	b.Write(doc)
 	return b.Bytes()
 }

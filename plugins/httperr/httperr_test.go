@@ -256,7 +256,7 @@ func wantJSONError(t *testing.T, raw []byte, proto string, status int, code, mes
 			}
 		}
 	})
-	if want := []string{"Cache-Control", "Connection", "Content-Length", "Content-Type", "X-Content-Type-Options"}; !slices.Equal(keys, want) {
+	if want := []string{"Cache-Control", "Connection", "Content-Length", "Content-Type", "X-Content-Type-Options", "X-Request-Id"}; !slices.Equal(keys, want) {
 		t.Errorf("headers = %v, want %v", keys, want)
 	}
 	var doc apierror.Body
@@ -267,6 +267,9 @@ func wantJSONError(t *testing.T, raw []byte, proto string, status int, code, mes
 	}
 	if doc.Error.Code != code || doc.Error.Message != message {
 		t.Errorf("error = %+v, want code %q message %q", doc.Error, code, message)
+	}
+	if rid := resp.Header.Get("X-Request-Id"); len(rid) != 26 || doc.Error.RequestID != rid {
+		t.Errorf("request ID: header %q, body %q; want the same new ULID in both", rid, doc.Error.RequestID)
 	}
 	if !strings.HasSuffix(string(body), "}\n") {
 		t.Errorf("body %q does not end like apierror's", body)

@@ -136,7 +136,7 @@ var idempotent = []string{
 
 // Status codes of the buying routes.
 var (
-	placed    = codes([]int{201, 202, 400, 401, 402, 409, 422, 502}, body, failures)
+	placed    = codes([]int{201, 202, 400, 401, 402, 404, 409, 422, 502}, body, failures)
 	orderStep = codes([]int{200, 400, 401, 403, 404, 409, 422}, failures)
 )
 
@@ -184,7 +184,7 @@ var routes = []route{
 	{"POST", "/v1/orders/{id}/cancel", true, orderStep},
 	{"POST", "/v1/orders/{id}/ship", true, orderStep},
 	{"POST", "/v1/orders/{id}/deliver", true, orderStep},
-	{"POST", "/v1/payments/webhook", false, codes([]int{200, 400, 401, 413, 415}, failures)},
+	{"POST", "/v1/payments/webhook", false, codes([]int{200, 400, 401, 413, 415, 422}, failures)},
 	{"GET", "/v1/admin/events/dead-letters", true, codes([]int{200, 400, 401, 403}, failures)},
 	{"POST", "/v1/admin/events/dead-letters/{service}/{subscriber}/{seq}/replay", true, codes([]int{204, 400, 401, 403, 404, 409}, failures)},
 	{"GET", "/v1/admin/notifications/dead-letters", true, codes([]int{200, 400, 401, 403}, failures)},
@@ -372,6 +372,12 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 		{"patch me phone", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+4915112345678"}`, true},
 		{"patch me phone no plus", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"4915112345678"}`, false},
 		{"patch me phone short", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+123456"}`, false},
+		{"patch me phone with spaces", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+44 20 7946 0018"}`, true},
+		{"patch me phone with dashes and parentheses", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+1 (415) 555-0123"}`, true},
+		{"patch me phone leading zero", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+0123456"}`, false},
+		{"patch me phone formatted leading zero", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+0 20 7946 0018"}`, false},
+		{"patch me phone 16 digits", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+1234567890123456"}`, false},
+		{"patch me phone with dots", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+44.20.7946.0018"}`, false},
 		{"patch me email", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"email":"a@example.com"}`, false},
 		{"wishlist ok", requestSchema(t, doc, "POST", "/v1/users/me/wishlist"), `{"publication_id":"01HZX3M5Q8R6Y2T4V7W9K1N3P5"}`, true},
 		{"wishlist missing", requestSchema(t, doc, "POST", "/v1/users/me/wishlist"), `{}`, false},
@@ -476,6 +482,10 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 		{"cart partial", schema(doc, "Cart"), `{"items":[{"publication_id":"p1","quantity":1,"added_at":"2024-05-01T12:00:00Z"}],"subtotals":[],"partial":true,"unavailable":["publications"]}`, true},
 		{"cart bad reason", schema(doc, "Cart"), `{"items":[{"publication_id":"p1","quantity":1,"added_at":"2024-05-01T12:00:00Z","available":false,"reason":"stolen"}],"subtotals":[],"partial":false,"unavailable":[]}`, false},
 		{"cart unknown part", schema(doc, "Cart"), `{"items":[],"subtotals":[],"partial":true,"unavailable":["orders"]}`, false},
+		{"a line never reserved has a zero price", schema(doc, "OrderLine"), `{"publication_id":"pub1","quantity":2,"unit_price":{"amount":0,"currency":""},"subtotal":{"amount":0,"currency":""}}`, true},
+		{"a line view never reserved has a zero price", schema(doc, "OrderLineView"), `{"publication_id":"pub1","quantity":2,"unit_price":{"amount":0,"currency":""},"subtotal":{"amount":0,"currency":""}}`, true},
+		{"a line's price is in minor units", schema(doc, "OrderLine"), `{"publication_id":"pub1","quantity":1,"unit_price":{"amount":19.99,"currency":"USD"},"subtotal":{"amount":1999,"currency":"USD"}}`, false},
+		{"a line's currency is upper case", schema(doc, "OrderLine"), `{"publication_id":"pub1","quantity":1,"unit_price":{"amount":1999,"currency":"usd"},"subtotal":{"amount":1999,"currency":"USD"}}`, false},
 		{"order bad status", schema(doc, "Order"), `{"id":"o1","buyer_id":"u1","status":"lost","items":[],"total":{"amount":0,"currency":""},"shipments":[],"shipping_address":` + addressJSON + `,"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}`, false},
 		{"webhook ack not received", schema(doc, "WebhookAck"), `{"received":false,"event_id":"e","duplicate":false}`, false},
 		{"dead letters partial", schema(doc, "DeadLetterList"), `{"items":[` + deadLetterJSON + `],"partial":true,"unavailable":["orders"]}`, true},
@@ -520,6 +530,71 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 				t.Errorf("VisitJSON(%s) = %v, want ok=%v", c.body, err, c.ok)
 			}
 		})
+	}
+}
+
+// serverPhoneRE and serverNormalizePhone copy the users service's
+// user.NormalizePhone (services/users/internal/user), which the api cannot
+// import: spaces, dashes and parentheses are removed, then an empty string
+// clears the phone and anything else must be E.164.
+var serverPhoneRE = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+
+func serverNormalizePhone(s string) (string, bool) {
+	s = strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' || r == '(' || r == ')' {
+			return -1
+		}
+		return r
+	}, s)
+	return s, s == "" || serverPhoneRE.MatchString(s)
+}
+
+// TestPhonePatternMatchesServer checks that the PATCH /v1/users/me phone
+// pattern accepts exactly what the users service accepts.
+func TestPhonePatternMatchesServer(t *testing.T) {
+	doc := loadDoc(t)
+	phone := requestSchema(t, doc, "PATCH", "/v1/users/me").Properties["phone"].Value
+	for _, c := range []struct {
+		in     string
+		stored string // what the server keeps; "-" when it refuses
+	}{
+		{"", ""},
+		{" ", ""},
+		{"( - )", ""},
+		{"+4915112345678", "+4915112345678"},
+		{"+44 20 7946 0018", "+442079460018"},
+		{"+1 (415) 555-0123", "+14155550123"},
+		{" +1-415-555-0123 ", "+14155550123"},
+		{"(+1) 415 555 0123", "+14155550123"},
+		{"+ 1 415 555 0123", "+14155550123"},
+		{"+1234567", "+1234567"},
+		{"+123456789012345", "+123456789012345"},
+		{"+1 234 567 890 123 45", "+123456789012345"},
+		{"+0123456", "-"},
+		{"+01234567", "-"},
+		{"+0 20 7946 0018", "-"},
+		{"+123456", "-"},
+		{"+1 23 45 6", "-"},
+		{"+1234567890123456", "-"},
+		{"4915112345678", "-"},
+		{"00 49 151 12345678", "-"},
+		{"+", "-"},
+		{"++4915112345678", "-"},
+		{"+49 151 1234567 8+", "-"},
+		{"+44.20.7946.0018", "-"},
+		{"+44/20/7946/0018", "-"},
+		{"+44\t2079460018", "-"},
+		{"+44\u00a02079460018", "-"},
+		{"+44 20 7946 001x", "-"},
+		{"+４４2079460018", "-"},
+	} {
+		stored, ok := serverNormalizePhone(c.in)
+		if want := c.stored != "-"; ok != want || (ok && stored != c.stored) {
+			t.Errorf("table: the server's NormalizePhone(%q) = %q, %v; the table says %q", c.in, stored, ok, c.stored)
+		}
+		if err := phone.VisitJSON(c.in); (err == nil) != ok {
+			t.Errorf("phone pattern on %q: %v, but the server accepts it = %v", c.in, err, ok)
+		}
 	}
 }
 
@@ -632,6 +707,12 @@ func TestUploadFieldOrder(t *testing.T) {
 	enc := doc.Paths.Find("/v1/images").Post.RequestBody.Value.Content.Get("multipart/form-data").Encoding["file"]
 	if enc == nil || !strings.Contains(enc.ContentType, "image/webp") {
 		t.Error("file encoding does not list the image types")
+	}
+	// The api ignores the part's Content-Type (the images service detects
+	// the type from the bytes), and clients send application/octet-stream
+	// for a file whose extension they do not know.
+	if enc == nil || !strings.Contains(enc.ContentType, "application/octet-stream") {
+		t.Error("file encoding does not accept application/octet-stream")
 	}
 }
 
@@ -853,6 +934,19 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		FromCart: true, CreatedAt: at, UpdatedAt: at, PaidAt: &at}
 	failed := ordersrpc.Order{ID: "o2", BuyerID: "u1", Status: ordersrpc.StatusFailed, FailureReason: ordersrpc.ReasonMixedCurrency,
 		FailureMessage: "m", Lines: []ordersrpc.Line{}, Shipments: []ordersrpc.Shipment{}, ShippingAddress: address, CreatedAt: at, UpdatedAt: at}
+	// A line whose stock was never reserved keeps zero prices without a
+	// currency, as do the lines of an order that failed before reserving.
+	unreserved := ordersrpc.Line{PublicationID: "pub2", Quantity: 4}
+	outOfStock := ordersrpc.Order{ID: "o3", BuyerID: "u1", Status: ordersrpc.StatusFailed, FailureReason: ordersrpc.ReasonOutOfStock,
+		FailureMessage: "publication pub2 is out of stock: 3 available", Lines: []ordersrpc.Line{unreserved, unreserved},
+		Payment:   &ordersrpc.Payment{Status: ordersrpc.PaymentPending},
+		Shipments: []ordersrpc.Shipment{}, ShippingAddress: address, CreatedAt: at, UpdatedAt: at}
+	interrupted := outOfStock
+	interrupted.ID, interrupted.FailureReason, interrupted.FailureMessage = "o4", ordersrpc.ReasonServiceUnavailable, "nothing was charged"
+	unreservedView := struct {
+		ordersrpc.Line
+		Image any `json:"image"`
+	}{unreserved, view}
 	payment := ordersrpc.PaymentMethod{Method: "card", CardToken: "tok_visa"}
 	queued := notificationsrpc.Notification{ID: "ntf_0123456789abcdef01234567", Channel: notificationsrpc.ChannelEmail,
 		Template: notificationsrpc.TemplateWelcome, Status: notificationsrpc.StatusQueued, CreatedAt: at}
@@ -878,6 +972,15 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		{"Order", order},
 		{"Order", failed},
 		{"OrderList", ordersrpc.ListResponse{Items: []ordersrpc.Order{order, failed}, NextPageToken: "n"}},
+		{"OrderLine", unreserved},
+		{"OrderLineView", unreservedView},
+		{"Order", outOfStock},
+		{"Order", interrupted},
+		{"OrderList", ordersrpc.ListResponse{Items: []ordersrpc.Order{outOfStock, order, interrupted}}},
+		{"OrderPage", map[string]any{"id": "o3", "buyer_id": "u1", "status": "failed", "failure_reason": ordersrpc.ReasonOutOfStock,
+			"failure_message": "m", "items": []any{unreservedView, unreserved}, "total": outOfStock.Total,
+			"payment": outOfStock.Payment, "shipments": []any{}, "shipping_address": address,
+			"created_at": at, "updated_at": at, "notifications": []any{}, "partial": false, "unavailable": []string{}}},
 		{"OrderPage", map[string]any{"id": "o1", "buyer_id": "u1", "status": "pending", "items": []any{map[string]any{"publication_id": "pub1", "quantity": 1,
 			"unit_price": price, "subtotal": price, "image": view}}, "total": price, "shipments": []any{}, "shipping_address": address,
 			"created_at": at, "updated_at": at, "notifications": []any{}, "partial": true, "unavailable": []string{"images"}}},

@@ -3,18 +3,16 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/plugins/boltdb"
 	"github.com/marketmesh/marketmesh/plugins/events"
+	"github.com/marketmesh/marketmesh/plugins/paging"
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
 )
 
@@ -151,9 +149,9 @@ func listOwned[T any](db *bolt.DB, bucket []byte, owner string, size int, token 
 	prefix := boltdb.Prefix(owner)
 	start := prefix
 	if token != "" {
-		after, err := decodeToken(bucket, owner, token)
+		after, err := paging.DecodeToken(token, bucket, []byte(owner))
 		if err != nil {
-			return nil, "", err
+			return nil, "", ErrBadPageToken
 		}
 		start = append(append([]byte{}, prefix...), after...)
 		start = append(start, 0) // strictly after the last item returned
@@ -165,7 +163,7 @@ func listOwned[T any](db *bolt.DB, bucket []byte, owner string, size int, token 
 		var lastItem []byte
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(items) == size { // there is more: hand out a token
-				next = encodeToken(bucket, owner, lastItem)
+				next = paging.EncodeToken(lastItem, bucket, []byte(owner))
 				return nil
 			}
 			it, err := decode(k[len(prefix):], v)
@@ -178,44 +176,4 @@ func listOwned[T any](db *bolt.DB, bucket []byte, owner string, size int, token 
 		return nil
 	})
 	return items, next, err
-}
-
-// Page token layout (then unpadded base64url):
-//
-//	[0]    version (1)
-//	[1:5]  FNV-1a 32 of bucket, owner and item, each followed by NUL
-//	[5:]   the last item of the page (non-empty)
-//
-// The checksum makes a token this store did not issue, or issued for
-// another collection or owner, ErrBadPageToken rather than a silent seek.
-const tokenVersion = 1
-
-func tokenSum(bucket []byte, owner string, item []byte) uint32 {
-	h := fnv.New32a()
-	for _, p := range [][]byte{bucket, []byte(owner), item} {
-		h.Write(p)
-		h.Write([]byte{0})
-	}
-	return h.Sum32()
-}
-
-func encodeToken(bucket []byte, owner string, item []byte) string {
-	b := make([]byte, 0, 5+len(item))
-	b = append(b, tokenVersion)
-	b = binary.BigEndian.AppendUint32(b, tokenSum(bucket, owner, item))
-	return base64.RawURLEncoding.EncodeToString(append(b, item...))
-}
-
-// decodeToken returns the item a page token of owner's list in bucket
-// points after.
-func decodeToken(bucket []byte, owner, token string) ([]byte, error) {
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) < 6 || b[0] != tokenVersion {
-		return nil, ErrBadPageToken
-	}
-	item := b[5:]
-	if binary.BigEndian.Uint32(b[1:5]) != tokenSum(bucket, owner, item) {
-		return nil, ErrBadPageToken
-	}
-	return item, nil
 }
