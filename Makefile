@@ -18,7 +18,7 @@ PORTS_publications := 9103 9203
 PORTS_images       := 9104 9204 9304
 PORTS_orders       := 9105 9205
 PORTS_notifications := 9106 9206
-PORTS_api          := 8080
+PORTS_api          := 8080 9200
 export PORTS_users PORTS_products PORTS_publications PORTS_images PORTS_orders PORTS_notifications PORTS_api
 # Tests find the consul binary on PATH (built once by scripts/consul.sh).
 TESTPATH  = PATH="$$(dirname "$$($(CURDIR)/scripts/consul.sh)"):$$PATH"

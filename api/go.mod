@@ -10,7 +10,6 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/swaggo/files/v2 v2.0.2
 	go-micro.dev/v4 v4.11.0
-	golang.org/x/time v0.16.0
 )
 
 require (

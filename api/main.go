@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/marketmesh/marketmesh/api/internal/clientaddr"
+	"github.com/marketmesh/marketmesh/api/internal/ops"
 	"github.com/marketmesh/marketmesh/api/internal/server"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/contracts/notificationsrpc"
@@ -38,13 +40,32 @@ type Config struct {
 	API         struct {
 		Address   string `yaml:"address" env:"ADDRESS"`
 		Advertise string `yaml:"advertise" env:"ADVERTISE"`
+		// OpsAddress serves /healthz, /readyz, /metrics and /debug/pprof/
+		// for Consul, the container health check and operators: never
+		// publish it.
+		OpsAddress string `yaml:"ops_address" env:"OPS_ADDRESS"`
 		// JWTKeyFile holds the Ed25519 seed; AUTH_JWT_KEY overrides it.
-		JWTKeyFile          string          `yaml:"jwt_key_file" env:"JWT_KEY_FILE"`
-		TokenTTL            config.Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
-		MaxBodyBytes        int64           `yaml:"max_body_bytes" env:"MAX_BODY_BYTES"`
-		LoginPerMinuteIP    int             `yaml:"login_per_minute_ip" env:"LOGIN_PER_MINUTE_IP"`
-		LoginPerMinuteEmail int             `yaml:"login_per_minute_email" env:"LOGIN_PER_MINUTE_EMAIL"`
-		DrainDelay          config.Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`
+		JWTKeyFile   string          `yaml:"jwt_key_file" env:"JWT_KEY_FILE"`
+		TokenTTL     config.Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
+		MaxBodyBytes int64           `yaml:"max_body_bytes" env:"MAX_BODY_BYTES"`
+		// Abuse limits (api/internal/ratelimit): login attempts per client
+		// address a minute; failed logins per account and client address a
+		// minute; failed logins per account from everywhere an hour before
+		// the account is guarded; sign-ups per client address an hour.
+		LoginPerMinuteIP            int `yaml:"login_per_minute_ip" env:"LOGIN_PER_MINUTE_IP"`
+		LoginPerMinuteEmail         int `yaml:"login_per_minute_email" env:"LOGIN_PER_MINUTE_EMAIL"`
+		LoginFailuresPerHourAccount int `yaml:"login_failures_per_hour_account" env:"LOGIN_FAILURES_PER_HOUR_ACCOUNT"`
+		RegisterPerHourIP           int `yaml:"register_per_hour_ip" env:"REGISTER_PER_HOUR_IP"`
+		// TrustedProxies are the CIDRs (or addresses) of the reverse proxies
+		// in front of the api, whose X-Forwarded-For names the client; none
+		// by default: the peer is the client. API_TRUSTED_PROXIES is
+		// comma-separated.
+		TrustedProxies []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES"`
+		// CORSOrigins may call the api from a browser page of another
+		// origin ("*": any); empty means the api's own development origins.
+		// API_CORS_ORIGINS is comma-separated.
+		CORSOrigins []string        `yaml:"cors_origins" env:"CORS_ORIGINS"`
+		DrainDelay  config.Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`
 		// PartTimeout bounds each optional part of an aggregated read.
 		PartTimeout config.Duration `yaml:"part_timeout" env:"PART_TIMEOUT"`
 		// AdminUsers are the user IDs (not emails: IDs are server-generated,
@@ -59,11 +80,13 @@ func main() { service.Main("api", run) }
 func run(ctx context.Context) error {
 	started := time.Now()
 	cfg := Config{Mesh: config.Defaults()}
-	cfg.API.Address, cfg.API.JWTKeyFile = "127.0.0.1:8080", "keys/jwt-ed25519.key"
+	cfg.API.Address, cfg.API.OpsAddress, cfg.API.JWTKeyFile = "127.0.0.1:8080", "127.0.0.1:9200", "keys/jwt-ed25519.key"
 	cfg.API.TokenTTL, cfg.API.MaxBodyBytes = config.Duration(24*time.Hour), 1<<20
 	cfg.API.LoginPerMinuteIP, cfg.API.LoginPerMinuteEmail = 60, 10
+	cfg.API.LoginFailuresPerHourAccount, cfg.API.RegisterPerHourIP = 100, 20
 	cfg.API.DrainDelay, cfg.API.PartTimeout = config.Duration(time.Second), config.Duration(300*time.Millisecond)
-	if err := service.Boot(&cfg, func() (string, string) { return cfg.API.Address, "/healthz" }); err != nil {
+	// The container health check probes the ops listener, as Consul does.
+	if err := service.Boot(&cfg, func() (string, string) { return cfg.API.OpsAddress, "/healthz" }); err != nil {
 		return err
 	}
 	logging.Setup(service.FullName("api"), cfg.Log.Level)
@@ -72,6 +95,10 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	trusted, err := clientaddr.ParseTrusted(cfg.API.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("api: API_TRUSTED_PROXIES: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.API.Address)
 	if err != nil {
 		return fmt.Errorf("api: listen %s: %w", cfg.API.Address, err)
@@ -79,11 +106,16 @@ func run(ctx context.Context) error {
 	// The answers net/http writes itself to requests it cannot read (a bad
 	// URI, header or version, headers too large) in the JSON error shape.
 	ln = httperr.Listener(ln)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	// Consul probes the api's own /healthz: the api is alive even while a
-	// service behind it is down (that shows in /readyz and on the service).
+	opsLn, err := net.Listen("tcp", cfg.API.OpsAddress)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("api: ops listener %s: %w", cfg.API.OpsAddress, err)
+	}
+	_, opsPort, _ := net.SplitHostPort(opsLn.Addr().String())
+	// Consul probes /healthz on the ops listener: the api is alive even while
+	// a service behind it is down (that shows in /readyz and on the service).
 	nodeID := service.NewNodeID(service.FullName("api"))
-	reg := service.NewRegistry(cfg.Consul, port, service.CheckURL("/healthz", nodeID))
+	reg := service.NewRegistry(cfg.Consul, opsPort, service.CheckURL("/healthz", nodeID))
 	live := config.NewLive(cfg.RPC)
 	// One watched registry cache serves the RPC clients and the blob client.
 	sel := rpcclient.Selector(rpcclient.NewSelector(reg))
@@ -105,24 +137,30 @@ func run(ctx context.Context) error {
 	if len(admins) > 0 {
 		slog.Info("admin role granted at login", "users", admins)
 	}
+	if len(trusted) > 0 {
+		slog.Info("client addresses taken from X-Forwarded-For behind", "trusted_proxies", trusted)
+	}
 
 	api := server.New(server.Options{
-		Users:               usersrpc.NewClient(rpc),
-		Products:            productsrpc.NewClient(rpc),
-		Publications:        publicationsrpc.NewClient(rpc),
-		Images:              imagesrpc.NewClient(rpc),
-		Orders:              ordersrpc.NewClient(rpc),
-		Notifications:       notificationsrpc.NewClient(rpc),
-		Events:              deadLetters,
-		Blobs:               rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey, sel),
-		PartTimeout:         cfg.API.PartTimeout.D(),
-		Signer:              auth.NewSigner(key, auth.TTL(cfg.API.TokenTTL.D())),
-		Admins:              admins,
-		MaxBody:             cfg.API.MaxBodyBytes,
-		LoginPerMinuteIP:    cfg.API.LoginPerMinuteIP,
-		LoginPerMinuteEmail: cfg.API.LoginPerMinuteEmail,
-		Ready:               readiness(reg, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service, ordersrpc.Service, notificationsrpc.Service),
-		InstanceID:          nodeID,
+		Users:                       usersrpc.NewClient(rpc),
+		Products:                    productsrpc.NewClient(rpc),
+		Publications:                publicationsrpc.NewClient(rpc),
+		Images:                      imagesrpc.NewClient(rpc),
+		Orders:                      ordersrpc.NewClient(rpc),
+		Notifications:               notificationsrpc.NewClient(rpc),
+		Events:                      deadLetters,
+		Blobs:                       rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey, sel),
+		PartTimeout:                 cfg.API.PartTimeout.D(),
+		Signer:                      auth.NewSigner(key, auth.TTL(cfg.API.TokenTTL.D())),
+		Admins:                      admins,
+		MaxBody:                     cfg.API.MaxBodyBytes,
+		TrustedProxies:              trusted,
+		LoginPerMinuteIP:            cfg.API.LoginPerMinuteIP,
+		LoginPerMinuteEmail:         cfg.API.LoginPerMinuteEmail,
+		LoginFailuresPerHourAccount: cfg.API.LoginFailuresPerHourAccount,
+		RegisterPerHourIP:           cfg.API.RegisterPerHourIP,
+		CORSOrigins:                 cleanList(cfg.API.CORSOrigins),
+		InstanceID:                  nodeID,
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -131,8 +169,15 @@ func run(ctx context.Context) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	serveErr := make(chan error, 1)
+	opsHandler := ops.New(ops.Options{
+		Instance: nodeID,
+		Ready:    readiness(reg, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service, ordersrpc.Service, notificationsrpc.Service),
+	})
+	// No write timeout: /debug/pprof/profile streams for as long as asked.
+	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second}
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- opsSrv.Serve(opsLn) }()
 
 	kv, kvErr := config.ConsulKV(cfg.Consul.Address)
 	if kvErr == nil {
@@ -146,14 +191,17 @@ func run(ctx context.Context) error {
 	// as Consul does (logging until then), and again if Consul forgets it.
 	ann := service.Announce(reg, service.FullName("api"), nodeID, version, advertise, map[string]string{"protocol": "http"})
 	go ann.Keep(ctx)
-	slog.Info("api started", "address", ln.Addr().String(), "version", version, "startup_ms", time.Since(started).Milliseconds())
+	slog.Info("api started", "address", ln.Addr().String(), "ops", opsLn.Addr().String(), "version", version, "startup_ms", time.Since(started).Milliseconds())
 
 	select {
 	case err := <-serveErr:
+		_ = srv.Close()
+		_ = opsSrv.Close()
 		return err
 	case <-ctx.Done():
 	}
 	slog.Info("shutting down: deregistering, then draining in-flight requests")
+	opsHandler.Drain()
 	// Final: neither Keep nor a register in flight puts the api back.
 	if err := ann.Withdraw(); err != nil {
 		slog.Error("deregister", "err", err)
@@ -161,20 +209,25 @@ func run(ctx context.Context) error {
 	time.Sleep(cfg.API.DrainDelay.D())
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = srv.Shutdown(shutCtx)
+	_ = opsSrv.Shutdown(shutCtx)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	slog.Info("stopped")
 	return nil
 }
 
-// adminUsers cleans the configured admin user IDs: the env form is split at
-// commas as given, so spaces around IDs and empty entries are dropped.
-func adminUsers(ids []string) []string {
+// adminUsers cleans the configured admin user IDs (see cleanList).
+func adminUsers(ids []string) []string { return cleanList(ids) }
+
+// cleanList cleans a configured list: the env form is split at commas as
+// given, so spaces around entries and empty entries are dropped.
+func cleanList(entries []string) []string {
 	var out []string
-	for _, id := range ids {
-		if id = strings.TrimSpace(id); id != "" {
-			out = append(out, id)
+	for _, e := range entries {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
 		}
 	}
 	return out

@@ -13,7 +13,9 @@ type readyBody struct {
 }
 
 // readiness reports whether the registry answers and every backing service
-// has at least one passing instance.
+// has at least one passing instance. It asks Consul once per service: the
+// ops listener serves it as /readyz, cached (api/internal/ops), never on
+// the public port.
 func readiness(reg registry.Registry, services ...string) func(context.Context) (int, any) {
 	return func(ctx context.Context) (int, any) {
 		body := readyBody{Status: "ready", Checks: map[string]string{}}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -402,8 +403,13 @@ func TestChaos(t *testing.T) {
 	// Settle: every service passing, the api ready, no order pending.
 	waitAll(30 * time.Second)
 	if err := poll(15*time.Second, func() error {
-		if a := m.send("GET", "/readyz", "", nil, nil); a.status != 200 {
-			return fmt.Errorf("/readyz: %s", a)
+		resp, err := opsClient.Get(m.opsURL + "/readyz") // the api's ops listener
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
 		}
 		return nil
 	}); err != nil {

@@ -19,7 +19,7 @@ func (m *mesh) restartAPI(t testing.TB, env ...string) {
 	m.api.start()
 	probe := &http.Client{Timeout: 2 * time.Second} // refused connections while it starts are expected
 	meshtest.Eventually(t, 30*time.Second, func() error {
-		resp, err := probe.Get(m.url + "/readyz")
+		resp, err := probe.Get(m.opsURL + "/readyz")
 		if err != nil {
 			return err
 		}

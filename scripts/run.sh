@@ -126,7 +126,8 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 cat <<MSG
 
 marketmesh is up (${ms} ms)
-  API          http://127.0.0.1:8080      (try: curl http://127.0.0.1:8080/readyz)
+  API          http://127.0.0.1:8080      (try: curl http://127.0.0.1:8080/healthz)
+  API ops      http://127.0.0.1:9200      (not public: curl http://127.0.0.1:9200/readyz, /metrics)
   Swagger UI   http://127.0.0.1:8080/docs
   OpenAPI      http://127.0.0.1:8080/openapi.json
   Consul UI    http://$consul_addr/ui/

@@ -42,7 +42,7 @@ const KeyEnv = "AUTH_JWT_KEY"
 
 // Options tune the token signer.
 type Options struct {
-	TTL    time.Duration // how long a token is valid
+	TTL    time.Duration // how long a token is valid; verification refuses tokens meant to live longer
 	Leeway time.Duration // clock skew accepted on verification
 	Now    func() time.Time
 }
@@ -150,6 +150,11 @@ func knownRoles(roles []string, strict bool) ([]string, error) {
 }
 
 // Verify checks signature, algorithm, issuer and time claims, and returns the subject.
+// Besides expiry and not-before, the token must say when it was issued
+// (iat, not in the future beyond the leeway), and live no longer than this
+// signer's TTL (exp - iat at most TTL + leeway): a token minted with a
+// longer life (a stolen key used to forge long-lived tokens, or tokens
+// issued before the TTL was shortened) is refused.
 func (s *Signer) Verify(token string) (string, error) {
 	c, err := s.VerifyClaims(token)
 	return c.Subject, err
@@ -163,12 +168,22 @@ func (s *Signer) VerifyClaims(token string) (Claims, error) {
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 		jwt.WithIssuer(Issuer),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), // an iat in the future (beyond the leeway) is refused
 		jwt.WithLeeway(s.opts.Leeway),
 		jwt.WithTimeFunc(s.opts.Now),
 	)
-	if err != nil || c.Subject == "" {
+	if err != nil || c.Subject == "" || !s.lifetimeOK(c.RegisteredClaims) {
 		return Claims{}, ErrInvalidToken
 	}
 	granted, _ := knownRoles(c.Roles, false)
 	return Claims{Subject: c.Subject, Roles: granted}, nil
+}
+
+// lifetimeOK reports whether the token states when it was issued and lives
+// no longer than the TTL (with the leeway).
+func (s *Signer) lifetimeOK(c jwt.RegisteredClaims) bool {
+	if c.IssuedAt == nil || c.ExpiresAt == nil {
+		return false
+	}
+	return c.ExpiresAt.Sub(c.IssuedAt.Time) <= s.opts.TTL+s.opts.Leeway
 }

@@ -189,6 +189,17 @@ func TestUntrustworthyTokensAreRejected(t *testing.T) {
 		{"a token not valid yet is rejected", func(t *testing.T) string {
 			return signEd(t, key, claims(func(c *jwt.RegisteredClaims) { c.NotBefore = jwt.NewNumericDate(now.Add(10 * time.Minute)) }))
 		}},
+		{"a token without an issue time is rejected", func(t *testing.T) string {
+			return signEd(t, key, claims(func(c *jwt.RegisteredClaims) { c.IssuedAt = nil }))
+		}},
+		{"a token issued in the future beyond the leeway is rejected", func(t *testing.T) string {
+			return signEd(t, key, claims(func(c *jwt.RegisteredClaims) { c.IssuedAt = jwt.NewNumericDate(now.Add(2 * time.Minute)) }))
+		}},
+		{"a token living longer than the TTL is rejected", func(t *testing.T) string {
+			return signEd(t, key, claims(func(c *jwt.RegisteredClaims) {
+				c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute + 24*time.Hour + time.Minute))
+			}))
+		}},
 		{"a token with a tampered payload is rejected", func(t *testing.T) string {
 			parts := strings.Split(signEd(t, key, claims(nil)), ".")
 			other := strings.Split(signEd(t, key, claims(func(c *jwt.RegisteredClaims) { c.Subject = "admin" })), ".")
@@ -225,6 +236,58 @@ func TestLeewayAcceptsSmallClockSkew(t *testing.T) {
 	if _, err := auth.NewSigner(key, fixedClock(now.Add(3*time.Minute))).Verify(tok); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("2 min past expiry: %v, want ErrInvalidToken", err)
 	}
+}
+
+func TestATokenLivesAtMostTheTTL(t *testing.T) {
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	key := newKey(t)
+	sign := func(t *testing.T, iat time.Time, life time.Duration) string {
+		t.Helper()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{
+			Issuer: auth.Issuer, Subject: "user-1",
+			IssuedAt: jwt.NewNumericDate(iat), ExpiresAt: jwt.NewNumericDate(iat.Add(life)),
+		}).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	verifier := auth.NewSigner(key, auth.TTL(time.Hour), fixedClock(now))
+	tests := []struct {
+		name  string
+		token string
+		ok    bool
+	}{
+		{"a token living exactly the TTL is accepted", sign(t, now, time.Hour), true},
+		{"a token living the TTL plus the leeway is accepted", sign(t, now, time.Hour+30*time.Second), true},
+		{"a token living a second beyond the TTL plus the leeway is rejected", sign(t, now, time.Hour+31*time.Second), false},
+		{"a day-long token is rejected by a one-hour signer", sign(t, now.Add(-time.Minute), 24*time.Hour), false},
+		{"an issue time within the leeway in the future is accepted", sign(t, now.Add(20*time.Second), time.Hour), true},
+		{"an issue time beyond the leeway in the future is rejected", sign(t, now.Add(time.Minute), time.Hour), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub, err := verifier.Verify(tt.token)
+			if tt.ok && (err != nil || sub != "user-1") {
+				t.Fatalf("Verify = %q, %v; want user-1", sub, err)
+			}
+			if !tt.ok && !errors.Is(err, auth.ErrInvalidToken) {
+				t.Fatalf("Verify = %q, %v; want ErrInvalidToken", sub, err)
+			}
+		})
+	}
+	t.Run("tokens issued before the TTL was shortened are refused", func(t *testing.T) {
+		long, _, err := auth.NewSigner(key, auth.TTL(24*time.Hour), fixedClock(now)).Issue("user-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := verifier.Verify(long); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("a 24 h token under a 1 h TTL: %v, want ErrInvalidToken", err)
+		}
+		if _, err := auth.NewSigner(key, auth.TTL(24*time.Hour), fixedClock(now)).Verify(long); err != nil {
+			t.Fatalf("the same token under its own TTL: %v", err)
+		}
+	})
 }
 
 func TestRolesTravelInTheToken(t *testing.T) {

@@ -24,6 +24,7 @@ func TestProtectedRoutesRequireAValidBearerToken(t *testing.T) {
 	expired := issue(auth.NewSigner(ta.key, auth.Clock(past)))
 	notYetValid := issue(auth.NewSigner(ta.key, auth.Clock(future)))
 	otherKey := issue(auth.NewSigner(newKey(t)))
+	tooLong := issue(auth.NewSigner(ta.key, auth.TTL(30*24*time.Hour)))
 
 	tests := []struct {
 		name, authorization string
@@ -39,6 +40,7 @@ func TestProtectedRoutesRequireAValidBearerToken(t *testing.T) {
 		{"an expired token is 401", "Bearer " + expired},
 		{"a token from the future is 401", "Bearer " + notYetValid},
 		{"a token signed by another key is 401", "Bearer " + otherKey},
+		{"a token meant to live longer than the TTL is 401", "Bearer " + tooLong},
 	}
 	protected := [][2]string{
 		{"GET", "/v1/users/me"},
@@ -100,7 +102,6 @@ func TestPublicRoutesNeedNoToken(t *testing.T) {
 	for _, r := range []req{
 		{method: "GET", path: "/v1/users/01HSOMEONE"},
 		{method: "GET", path: "/healthz"},
-		{method: "GET", path: "/readyz"},
 		{method: "GET", path: "/openapi.json"},
 		{method: "GET", path: "/docs"},
 	} {

@@ -135,14 +135,19 @@ func TestOddBodiesNeverGive500(t *testing.T) {
 
 func TestRequestIDs(t *testing.T) {
 	ta := newTestAPI(t)
-	long128 := strings.Repeat("r", 128)
+	long64 := strings.Repeat("r", 64)
 	tests := []struct {
 		name, sent string
 		echoed     bool
 	}{
-		{"a sane client ID is echoed", "req-123_ABC.xyz:1", true},
-		{"an ID of 128 characters is echoed", long128, true},
-		{"an ID of 129 characters is replaced", long128 + "r", false},
+		// Echoed only when it matches ^[A-Za-z0-9._-]{1,64}$.
+		{"a sane client ID is echoed", "req-123_ABC.xyz", true},
+		{"an ID of one character is echoed", "r", true},
+		{"an ID of 64 characters is echoed", long64, true},
+		{"an ID of 65 characters is replaced", long64 + "r", false},
+		{"an ID with a colon is replaced", "req-123:1", false},
+		{"an ID with a slash is replaced", "req/123", false},
+		{"an ID with quotes or markup is replaced", `"<b>"`, false},
 		{"an ID with a space is replaced", "req 123", false},
 		{"an ID with a tab is replaced", "req\t123", false},
 		{"an ID with a control character is replaced", "req\x01123", false},

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"strings"
 	"testing"
 
 	merrors "go-micro.dev/v4/errors"
@@ -58,17 +56,8 @@ func TestAPanicIsA500InTheErrorShape(t *testing.T) {
 	}
 }
 
-func TestHealthAndReadiness(t *testing.T) {
-	ready := http.StatusOK
-	ta := newTestAPI(t, func(o *server.Options) {
-		o.InstanceID = "node-1"
-		o.Ready = func(ctx context.Context) (int, any) {
-			if _, ok := ctx.Deadline(); !ok {
-				return 500, map[string]string{"status": "no deadline"}
-			}
-			return ready, map[string]string{"status": http.StatusText(ready)}
-		}
-	})
+func TestHealthIsPublicAndReadinessAndMetricsAreNot(t *testing.T) {
+	ta := newTestAPI(t, func(o *server.Options) { o.InstanceID = "node-1" })
 	tests := []struct {
 		name, path string
 		status     int
@@ -77,7 +66,6 @@ func TestHealthAndReadiness(t *testing.T) {
 		{"healthz is ok", "/healthz", 200, "ok"},
 		{"healthz for this instance is ok", "/healthz?instance=node-1", 200, "ok"},
 		{"healthz for a predecessor instance is 503", "/healthz?instance=node-0", 503, "stale instance"},
-		{"readyz reports the readiness check", "/readyz", 200, "OK"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,10 +77,15 @@ func TestHealthAndReadiness(t *testing.T) {
 			if rec.Code != tt.status || body.Status != tt.body {
 				t.Errorf("got %d %q, want %d %q", rec.Code, body.Status, tt.status, tt.body)
 			}
+			if n := len(ta.users.Calls()); n != 0 {
+				t.Errorf("healthz made %d calls: it must stay cheap", n)
+			}
 		})
 	}
-	ready = http.StatusServiceUnavailable
-	if rec := ta.do(t, req{method: "GET", path: "/readyz"}); rec.Code != 503 || !strings.Contains(rec.Body.String(), "Service Unavailable") {
-		t.Errorf("readyz when not ready = %d %s", rec.Code, rec.Body)
+	// The ops listener (api/internal/ops) serves these; the public port does not.
+	for _, p := range []string{"/readyz", "/metrics", "/debug/pprof/"} {
+		t.Run(p+" is not on the public port", func(t *testing.T) {
+			wantError(t, ta.do(t, req{method: "GET", path: p}), 404, "not_found")
+		})
 	}
 }

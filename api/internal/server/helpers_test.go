@@ -144,6 +144,7 @@ func newTestAPI(t *testing.T, opts ...func(*server.Options)) *testAPI {
 		Admins:              []string{testAdmin},
 		LoginPerMinuteIP:    1000,
 		LoginPerMinuteEmail: 1000,
+		RegisterPerHourIP:   1000,
 		Metrics:             prometheus.NewRegistry(),
 	}
 	for _, opt := range opts {

@@ -1,19 +1,23 @@
-// Package server is the api's HTTP layer: the route table, middleware
-// (request IDs, recovery, metrics, auth, body limits) and the handlers that
-// turn REST calls into RPCs on the services.
+// Package server is the api's public HTTP layer: the route table,
+// middleware (request IDs, security headers, CORS, recovery, metrics, auth,
+// body limits, abuse limits) and the handlers that turn REST calls into
+// RPCs on the services. Readiness and metrics are not here: they live on
+// the ops listener (api/internal/ops), which is not published.
 package server
 
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/marketmesh/marketmesh/api/internal/clientaddr"
 	"github.com/marketmesh/marketmesh/api/internal/openapi"
+	"github.com/marketmesh/marketmesh/api/internal/ratelimit"
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/contracts/notificationsrpc"
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
@@ -50,11 +54,22 @@ type Options struct {
 	// Admins are the user IDs granted the admin role when they log in.
 	Admins  []string
 	MaxBody int64 // request body limit in bytes
-	// LoginPerMinuteIP and LoginPerMinuteEmail bound login attempts
-	// (default 60 and 10; zero means the default, not "refuse every login").
-	LoginPerMinuteIP, LoginPerMinuteEmail int
-	// Ready reports readiness for /readyz: status code and JSON body.
-	Ready func(ctx context.Context) (int, any)
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// finding a client's address (see clientaddr); none by default: the
+	// peer is the client.
+	TrustedProxies []netip.Prefix
+	// Login limits (see ratelimit): every attempt per client address a
+	// minute (LoginPerMinuteIP, default 60); failed attempts per account and
+	// client address a minute (LoginPerMinuteEmail, default 10); failed
+	// attempts per account from everywhere an hour before the account is
+	// guarded (LoginFailuresPerHourAccount, default 100). Zero means the
+	// default, not "refuse every login".
+	LoginPerMinuteIP, LoginPerMinuteEmail, LoginFailuresPerHourAccount int
+	// RegisterPerHourIP bounds sign-ups per client address an hour (default 20).
+	RegisterPerHourIP int
+	// CORSOrigins are the browser origins allowed to call the api from
+	// another origin ("*": any); none means DefaultCORSOrigins.
+	CORSOrigins []string
 	// InstanceID is this api's registry node ID; health probes for another
 	// instance (a predecessor on the same port) fail.
 	InstanceID string
@@ -75,7 +90,10 @@ type API struct {
 	blobs         BlobClient
 	signer        *auth.Signer
 	admins        map[string]bool
-	limiter       *loginLimiter
+	clients       *clientaddr.Resolver
+	logins        *ratelimit.Login
+	registrations *ratelimit.PerClient
+	cors          corsPolicy
 	metrics       *httpMetrics
 	mux           *http.ServeMux
 	routes        []route
@@ -108,6 +126,15 @@ func New(o Options) *API {
 	if o.LoginPerMinuteEmail <= 0 {
 		o.LoginPerMinuteEmail = 10
 	}
+	if o.LoginFailuresPerHourAccount <= 0 {
+		o.LoginFailuresPerHourAccount = 100
+	}
+	if o.RegisterPerHourIP <= 0 {
+		o.RegisterPerHourIP = 20
+	}
+	if len(o.CORSOrigins) == 0 {
+		o.CORSOrigins = DefaultCORSOrigins
+	}
 	if o.Metrics == nil {
 		o.Metrics = prometheus.DefaultRegisterer
 	}
@@ -126,7 +153,14 @@ func New(o Options) *API {
 		blobs:         o.Blobs,
 		signer:        o.Signer,
 		admins:        map[string]bool{},
-		limiter:       newLoginLimiter(o.LoginPerMinuteIP, o.LoginPerMinuteEmail),
+		clients:       clientaddr.New(o.TrustedProxies),
+		logins: ratelimit.NewLogin(ratelimit.LoginOptions{
+			PerClient:        o.LoginPerMinuteIP,
+			PerClientAccount: o.LoginPerMinuteEmail,
+			PerAccount:       o.LoginFailuresPerHourAccount,
+		}),
+		registrations: ratelimit.NewPerClient(ratelimit.LimitRegisterClient, o.RegisterPerHourIP, time.Hour, 0, nil),
+		cors:          newCORSPolicy(o.CORSOrigins),
 		metrics:       newHTTPMetrics(o.Metrics),
 		mux:           http.NewServeMux(),
 	}
@@ -182,14 +216,13 @@ func New(o Options) *API {
 		{"GET", "/v1/admin/notifications/dead-letters", true, a.requireAdmin(a.listNotificationDeadLetters)},
 		{"POST", "/v1/admin/notifications/dead-letters/{id}/retry", true, a.requireAdmin(a.retryNotification)},
 		{"GET", "/healthz", false, a.healthz},
-		{"GET", "/readyz", false, a.readyz},
 	}
 	for _, rt := range a.routes {
 		pattern := rt.method + " " + rt.path
 		a.mux.Handle(pattern, a.metrics.instrument(pattern, a.adapt(rt)))
 	}
-	a.mux.Handle("GET /metrics", a.metrics.instrument("GET /metrics", promhttp.Handler()))
-	docs := openapi.Handler()
+	// Swagger UI's "Try it out" may call the api at any origin it is allowed from.
+	docs := openapi.Handler(a.cors.origins()...)
 	for _, p := range []string{"GET /openapi.json", "GET /docs", "GET /docs/"} {
 		a.mux.Handle(p, a.metrics.instrument(p, docs))
 	}
@@ -202,12 +235,12 @@ func (a *API) Routes() []string {
 	for _, rt := range a.routes {
 		out = append(out, rt.method+" "+rt.path)
 	}
-	return append(out, "GET /metrics", "GET /openapi.json", "GET /docs")
+	return append(out, "GET /openapi.json", "GET /docs")
 }
 
 // Handler is the complete HTTP handler with middleware.
 func (a *API) Handler() http.Handler {
-	return requestID(recoverer(http.HandlerFunc(a.route)))
+	return requestID(securityHeaders(a.cors.handle(recoverer(http.HandlerFunc(a.route)))))
 }
 
 // route dispatches through the mux, but answers unknown paths and methods in
@@ -269,8 +302,14 @@ func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *headerProbe) WriteHeader(s int)           { p.status = s }
 
 // adapt applies auth and turns a returned error into the error document.
+// Answers about an account (every authenticated route, and registration and
+// login, which return the account and a token) are never stored by a cache.
 func (a *API) adapt(rt route) http.Handler {
+	private := rt.auth || strings.HasPrefix(rt.path, "/v1/auth/")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if private {
+			w.Header().Set("Cache-Control", "no-store")
+		}
 		if rt.auth {
 			claims, err := a.authenticate(r)
 			if err != nil {
@@ -302,7 +341,10 @@ func (a *API) authenticate(r *http.Request) (auth.Claims, error) {
 	return claims, nil
 }
 
+// healthz is the public liveness answer: cheap, no dependency is asked.
+// Readiness is on the ops listener only.
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
 	if service.StaleProbe(r, a.opts.InstanceID) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stale instance"})
 		return nil
@@ -311,14 +353,5 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
-	if a.opts.Ready == nil {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	status, body := a.opts.Ready(ctx)
-	writeJSON(w, status, body)
-	return nil
-}
+// clientAddr is the address of the client behind r (see clientaddr).
+func (a *API) clientAddr(r *http.Request) netip.Addr { return a.clients.Addr(r) }

@@ -33,6 +33,11 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if err := required([2]string{"email", b.Email}, [2]string{"password", b.Password}, [2]string{"name", b.Name}); err != nil {
 		return err
 	}
+	// Every well-formed sign-up counts, taken or not: the limit bounds
+	// account farming and probing which emails are registered.
+	if err := a.registrations.Allow(a.clientAddr(r)); err != nil {
+		return a.tooMany(w, err, "sign-ups from this address")
+	}
 	u, err := a.users.Register(r.Context(), usersrpc.RegisterRequest(b))
 	if err != nil {
 		return err
@@ -61,14 +66,22 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if err := required([2]string{"email", b.Email}, [2]string{"password", b.Password}); err != nil {
 		return err
 	}
-	if ok, wait := a.limiter.allow(r, b.Email); !ok {
-		w.Header().Set("Retry-After", retryAfter(wait))
-		return apierror.New(http.StatusTooManyRequests, "too many login attempts; retry after "+retryAfter(wait)+" s")
+	// Throttled per client address and account without locking the owner
+	// out: see package ratelimit for the scheme.
+	attempt, err := a.logins.Begin(a.clientAddr(r), b.Email)
+	if err != nil {
+		return a.tooMany(w, err, "login attempts")
 	}
 	u, err := a.users.Authenticate(r.Context(), usersrpc.AuthenticateRequest(b))
 	if err != nil {
+		if status, _ := apierror.Status(err); status == http.StatusUnauthorized {
+			attempt.Failed()
+		} else {
+			attempt.Void() // no verdict on the password
+		}
 		return err
 	}
+	attempt.Succeeded()
 	token, exp, err := a.signer.Issue(u.ID, a.rolesOf(u.ID)...)
 	if err != nil {
 		return err
@@ -81,10 +94,22 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 func (a *API) me(w http.ResponseWriter, r *http.Request) error {
 	u, err := a.users.Me(r.Context())
 	if err != nil {
-		return err
+		return callerGone(w, err)
 	}
 	writeJSON(w, http.StatusOK, u)
 	return nil
+}
+
+// callerGone maps the users service's "not found" about the caller's own
+// account (Me, Update: the only user they look up is the caller) to 401: the
+// token is valid but its account no longer exists, so the client must log
+// in again, not conclude that /v1/users/me is missing.
+func callerGone(w http.ResponseWriter, err error) error {
+	if status, _ := apierror.Status(err); status == http.StatusNotFound {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="marketmesh", error="invalid_token"`)
+		return apierror.New(http.StatusUnauthorized, "the account of this token no longer exists: log in again")
+	}
+	return err
 }
 
 type updateMeBody struct {
@@ -102,7 +127,7 @@ func (a *API) updateMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	u, err := a.users.Update(r.Context(), usersrpc.UpdateRequest{Name: b.Name, Phone: b.Phone})
 	if err != nil {
-		return err
+		return callerGone(w, err)
 	}
 	writeJSON(w, http.StatusOK, u)
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/contracts/imagesrpc"
 	"github.com/marketmesh/marketmesh/plugins/apierror"
+	"github.com/marketmesh/marketmesh/services/images/internal/budget"
 	"github.com/marketmesh/marketmesh/services/images/internal/image"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )
@@ -18,6 +19,10 @@ import (
 const id = imagesrpc.Service
 
 var errNoCaller = errors.New("authentication required")
+
+// statusClientClosedRequest is the status of a request whose client went
+// away before the answer (nginx's 499).
+const statusClientClosedRequest = 499
 
 // bodyError is a failure to read an upload's body (the client went away or
 // was too slow).
@@ -50,8 +55,14 @@ func status(ctx context.Context, err error, notFound string) (int, string) {
 		return http.StatusRequestTimeout, "the upload took too long"
 	case errors.As(err, &be):
 		return http.StatusBadRequest, "the request body could not be read"
+	case errors.Is(err, budget.ErrBusy):
+		return http.StatusServiceUnavailable, "too many images are being decoded; retry later"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "the request took too long"
+	case errors.Is(err, context.Canceled):
+		// The client gave up (while waiting for decode memory, say): nobody
+		// reads this, and it is not ours to log. 499 as nginx's.
+		return statusClientClosedRequest, "the client closed the request"
 	default:
 		slog.ErrorContext(ctx, "images: unexpected error", "err", err)
 		return http.StatusInternalServerError, "internal error"

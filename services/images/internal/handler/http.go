@@ -3,11 +3,11 @@ package handler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/marketmesh/marketmesh/plugins/apierror"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/services/images/internal/budget"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 )
 
@@ -25,20 +26,37 @@ type HTTPOptions struct {
 	UploadTimeout time.Duration
 	// ServeTimeout bounds sending one file (default 60s).
 	ServeTimeout time.Duration
-	// Decoders is how many uploads may decode pixels at once (default
-	// GOMAXPROCS). A 40-megapixel image decodes to up to 160 MB, so this also
-	// bounds the memory uploads can take.
-	Decoders int
+	// MaxDecodeBytes is the most memory one upload may need to decode its
+	// pixels and make its thumbnail, worked out from its header
+	// (image.Header.DecodeBytes plus thumbnail.Scratch); a larger one is
+	// refused (422) before anything is decoded. Default
+	// DefaultMaxDecodeBytes; at most Decoding's total.
+	MaxDecodeBytes int64
+	// Decoding is the memory every decode of the process shares: an upload
+	// reserves what it needs before decoding, and one that cannot get it
+	// within the budget's wait is answered 503 with Retry-After. Default:
+	// DefaultDecodeMemory bytes, waits of DefaultDecodeWait.
+	Decoding *budget.Budget
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
 
+// Defaults of the decode limits. 128 MiB per image takes a 40-megapixel
+// camera JPEG (baseline 4:2:0: 113 MiB with its thumbnail), a 24-megapixel
+// JPEG of any subsampling, a 20-megapixel 8-bit RGB PNG or a 12-megapixel
+// progressive JPEG; the 6324×6324 16-bit PNG needs 365 MiB. 256 MiB
+// in all is two such uploads at once, or many ordinary photos.
+const (
+	DefaultMaxDecodeBytes = 128 << 20
+	DefaultDecodeMemory   = 256 << 20
+	DefaultDecodeWait     = 5 * time.Second
+)
+
 // Blobs is the internal HTTP endpoint for image bytes (see imagesrpc).
 type Blobs struct {
-	store    *store.Store
-	opts     HTTPOptions
-	decoders chan struct{}
-	mux      *http.ServeMux
+	store *store.Store
+	opts  HTTPOptions
+	mux   *http.ServeMux
 }
 
 // NewHTTP returns the blob endpoint.
@@ -49,13 +67,18 @@ func NewHTTP(s *store.Store, o HTTPOptions) *Blobs {
 	if o.ServeTimeout <= 0 {
 		o.ServeTimeout = 60 * time.Second
 	}
-	if o.Decoders <= 0 {
-		o.Decoders = runtime.GOMAXPROCS(0)
+	if o.Decoding == nil {
+		o.Decoding = budget.New(DefaultDecodeMemory, DefaultDecodeWait)
 	}
+	if o.MaxDecodeBytes <= 0 {
+		o.MaxDecodeBytes = DefaultMaxDecodeBytes
+	}
+	// An upload that needs more than the whole budget would wait in vain.
+	o.MaxDecodeBytes = min(o.MaxDecodeBytes, o.Decoding.Total())
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	b := &Blobs{store: s, opts: o, decoders: make(chan struct{}, o.Decoders), mux: http.NewServeMux()}
+	b := &Blobs{store: s, opts: o, mux: http.NewServeMux()}
 	b.mux.HandleFunc("POST /internal/images", deadline(o.UploadTimeout, b.upload))
 	b.mux.HandleFunc("GET /internal/images/{id}", deadline(o.ServeTimeout, b.serve(false)))
 	b.mux.HandleFunc("GET /internal/images/{id}/thumbnail", deadline(o.ServeTimeout, b.serve(true)))
@@ -112,6 +135,9 @@ func (b *Blobs) upload(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	im, err := b.ingest(r.Context(), r.Body, r.ContentLength, q.Get("owner_type"), q.Get("owner_id"), q.Get("uploader_id"))
 	if err != nil {
+		if errors.Is(err, budget.ErrBusy) {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(b.opts.Decoding.Wait())))
+		}
 		writeError(w, r, err, "")
 		return
 	}
@@ -119,6 +145,12 @@ func (b *Blobs) upload(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", "/internal/images/"+im.ID)
 	w.WriteHeader(http.StatusCreated)
 	_ = json.NewEncoder(w).Encode(toImage(im))
+}
+
+// retryAfter is the Retry-After of an upload refused because the decode
+// memory stayed taken for wait: as long again, in whole seconds.
+func retryAfter(wait time.Duration) int {
+	return max(1, int((wait+time.Second-1)/time.Second))
 }
 
 // serve is GET /internal/images/{id} and …/thumbnail: the file, cacheable

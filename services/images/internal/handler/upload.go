@@ -8,11 +8,13 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/marketmesh/marketmesh/services/images/internal/budget"
 	"github.com/marketmesh/marketmesh/services/images/internal/image"
 	"github.com/marketmesh/marketmesh/services/images/internal/store"
 	"github.com/marketmesh/marketmesh/services/images/internal/thumbnail"
@@ -23,8 +25,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 
 // ingest stores one upload. The body is streamed once, into a temporary
 // file while it is hashed; the checks then read that file: the type from
-// the first bytes (before the rest is even read), the dimensions from the
-// header, and only then the pixels, for the thumbnail.
+// the first bytes (before the rest is even read), the dimensions and the
+// memory decoding takes from the header, and only then, once that memory is
+// reserved, the pixels, for the thumbnail.
 func (b *Blobs) ingest(ctx context.Context, body io.Reader, length int64, ownerType, ownerID, uploaderID string) (image.Image, error) {
 	up, err := image.CheckUpload(ownerType, ownerID, uploaderID)
 	if err != nil {
@@ -71,18 +74,19 @@ func (b *Blobs) ingest(ctx context.Context, body io.Reader, length int64, ownerT
 		return image.Image{}, err
 	}
 
-	// Dimensions from the header alone, before any pixel is decoded.
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return image.Image{}, err
-	}
-	br := bufio.NewReaderSize(f, 64<<10)
-	width, height, err := image.Config(br, contentType)
+	// Dimensions and decoding cost from the header alone, before any pixel
+	// is decoded.
+	hdr, err := image.ReadHeader(f, contentType)
 	if err != nil {
 		return image.Image{}, err
 	}
-	original := image.Blob{SHA256: hex.EncodeToString(sum.Sum(nil)), ContentType: contentType, Bytes: size, Width: width, Height: height}
+	need := hdr.DecodeBytes + thumbnail.Scratch(hdr.Width, hdr.Height)
+	if err := hdr.CheckMemory(need, b.opts.MaxDecodeBytes); err != nil {
+		return image.Image{}, err
+	}
+	original := image.Blob{SHA256: hex.EncodeToString(sum.Sum(nil)), ContentType: contentType, Bytes: size, Width: hdr.Width, Height: hdr.Height}
 
-	thumb, data, err := b.makeThumbnail(ctx, f, br, contentType)
+	thumb, data, err := b.makeThumbnail(ctx, f, contentType, need)
 	if err != nil {
 		return image.Image{}, err
 	}
@@ -141,20 +145,23 @@ func copyHashed(f *os.File, h hash.Hash, src io.Reader) (int64, error) {
 	}
 }
 
-// makeThumbnail decodes the file (one of a bounded number at a time) and
-// returns the encoded thumbnail with its description.
-func (b *Blobs) makeThumbnail(ctx context.Context, f *os.File, br *bufio.Reader, contentType string) (image.Blob, []byte, error) {
-	select {
-	case b.decoders <- struct{}{}:
-		defer func() { <-b.decoders }()
-	case <-ctx.Done():
-		return image.Blob{}, nil, ctx.Err()
+// makeThumbnail decodes the file and returns the encoded thumbnail with its
+// description. It first reserves need bytes of the decode memory, which it
+// holds until the decoded image is no longer referenced.
+func (b *Blobs) makeThumbnail(ctx context.Context, f *os.File, contentType string, need int64) (image.Blob, []byte, error) {
+	release, err := b.opts.Decoding.Reserve(ctx, need)
+	if err != nil {
+		if errors.Is(err, budget.ErrBusy) {
+			slog.WarnContext(ctx, "images: decode memory taken, upload refused",
+				"need", need, "reserved", b.opts.Decoding.Reserved(), "total", b.opts.Decoding.Total())
+		}
+		return image.Blob{}, nil, err
 	}
+	defer release()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return image.Blob{}, nil, err
 	}
-	br.Reset(f)
-	img, err := image.Decode(br, contentType)
+	img, err := image.Decode(bufio.NewReaderSize(f, 64<<10), contentType)
 	if err != nil {
 		return image.Blob{}, nil, err
 	}

@@ -18,7 +18,8 @@ import (
 // SniffLen is how many leading bytes Sniff looks at.
 const SniffLen = 512
 
-// formats maps the sniffed MIME type to the name stdimage.DecodeConfig reports.
+// formats maps the sniffed MIME type to the name stdimage.DecodeConfig
+// reports; ReadHeader (header.go) reads dimensions and decoding costs.
 var formats = map[string]string{
 	"image/jpeg": "jpeg",
 	"image/png":  "png",
@@ -38,23 +39,6 @@ func Sniff(head []byte) (string, error) {
 		return "", newError(ErrUnsupported, "the file looks like %s; want JPEG, PNG, GIF or WebP", ct)
 	}
 	return ct, nil
-}
-
-// Config reads only the header of a file sniffed as contentType and checks
-// its dimensions against the limits, before anything is decoded: a few
-// hundred bytes can claim gigapixels.
-func Config(r io.Reader, contentType string) (width, height int, err error) {
-	cfg, format, err := stdimage.DecodeConfig(r)
-	if err != nil {
-		return 0, 0, invalid("the file is not a valid %s image: %v", contentType, err)
-	}
-	if format != formats[contentType] {
-		return 0, 0, invalid("the file is not a valid %s image (its header is %s)", contentType, format)
-	}
-	if err := CheckDimensions(cfg.Width, cfg.Height); err != nil {
-		return 0, 0, err
-	}
-	return cfg.Width, cfg.Height, nil
 }
 
 // CheckDimensions enforces MaxSide and MaxPixels.

@@ -1,6 +1,6 @@
 // Package image holds the images domain: what a valid owner and upload are
-// (type sniffing, dimension limits), what a stored image is, who may delete
-// it, and the errors they raise. It imports neither go-micro nor bbolt.
+// (type sniffing, dimension limits, the memory decoding takes), what a
+// stored image is, who may delete it, and the errors they raise. It imports neither go-micro nor bbolt.
 // Scaling and encoding thumbnails is package thumbnail's work.
 package image
 
@@ -35,8 +35,10 @@ const (
 	MaxBytes = imagesrpc.MaxBytes
 	// MaxSide is the largest accepted width or height, in pixels.
 	MaxSide = 10000
-	// MaxPixels is the largest accepted width*height (40 megapixels): a
-	// decoded RGBA image of that size is 160 MB.
+	// MaxPixels is the largest accepted width*height (40 megapixels). What
+	// decoding takes depends on the pixel format too (ReadHeader,
+	// Header.CheckMemory): 60 MB for a JPEG of that size, 320 MB for a
+	// 16-bit PNG.
 	MaxPixels = 40_000_000
 	// MaxID is the longest owner or uploader ID.
 	MaxID = 64

@@ -133,9 +133,9 @@ func TestTheWebPFixtureIsAValidImage(t *testing.T) {
 	if b := img.Bounds(); b.Dx() != 1 || b.Dy() != 1 {
 		t.Fatalf("bounds = %v, want 1x1", b)
 	}
-	w, h, err := image.Config(bytes.NewReader(imagetest.WebP), "image/webp")
-	if err != nil || w != 1 || h != 1 {
-		t.Fatalf("Config = %d, %d, %v", w, h, err)
+	hdr, err := image.ReadHeader(bytes.NewReader(imagetest.WebP), "image/webp")
+	if err != nil || hdr.Width != 1 || hdr.Height != 1 {
+		t.Fatalf("ReadHeader = %+v, %v", hdr, err)
 	}
 }
 
@@ -166,7 +166,7 @@ func TestCheckDimensions(t *testing.T) {
 	}
 }
 
-func TestConfigRefusesAHugePNGHeaderBeforeDecoding(t *testing.T) {
+func TestReadHeaderRefusesAHugePNGHeaderBeforeDecoding(t *testing.T) {
 	bomb := imagetest.HugePNG(t, 50000, 50000)
 	if len(bomb) > 1024 {
 		t.Fatalf("fixture is %d bytes, want a few hundred", len(bomb))
@@ -178,28 +178,28 @@ func TestConfigRefusesAHugePNGHeaderBeforeDecoding(t *testing.T) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, _, err = image.Config(bytes.NewReader(bomb), "image/png")
+	_, err = image.ReadHeader(bytes.NewReader(bomb), "image/png")
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, image.ErrInvalid) || !strings.Contains(err.Error(), "50000x50000") {
-		t.Fatalf("Config = %v, want ErrInvalid naming 50000x50000", err)
+		t.Fatalf("ReadHeader = %v, want ErrInvalid naming 50000x50000", err)
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
-		t.Fatalf("Config allocated %d bytes; it must read only the header", n)
+		t.Fatalf("ReadHeader allocated %d bytes; it must read only the header", n)
 	}
 }
 
-func TestConfigRefusesAFileWhoseHeaderDisagreesWithTheSniffedType(t *testing.T) {
-	_, _, err := image.Config(bytes.NewReader(imagetest.PNG(t, 4, 4)), "image/jpeg")
+func TestReadHeaderRefusesAFileWhoseHeaderDisagreesWithTheSniffedType(t *testing.T) {
+	_, err := image.ReadHeader(bytes.NewReader(imagetest.PNG(t, 4, 4)), "image/jpeg")
 	if !errors.Is(err, image.ErrInvalid) {
-		t.Fatalf("Config = %v, want ErrInvalid", err)
+		t.Fatalf("ReadHeader = %v, want ErrInvalid", err)
 	}
 }
 
-func TestConfigRefusesATruncatedImage(t *testing.T) {
+func TestReadHeaderRefusesATruncatedImage(t *testing.T) {
 	data := imagetest.PNG(t, 4, 4)[:20]
-	_, _, err := image.Config(bytes.NewReader(data), "image/png")
+	_, err := image.ReadHeader(bytes.NewReader(data), "image/png")
 	if !errors.Is(err, image.ErrInvalid) {
-		t.Fatalf("Config = %v, want ErrInvalid", err)
+		t.Fatalf("ReadHeader = %v, want ErrInvalid", err)
 	}
 }
 

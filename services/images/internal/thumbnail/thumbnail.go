@@ -29,6 +29,26 @@ func Dims(w, h int) (int, int) {
 	return max(1, (w*Side+h/2)/h), Side
 }
 
+// encoderState covers the encoders' buffers and the encoded thumbnail.
+const encoderState = 2 << 20
+
+// Scratch is the most Make allocates for a w×h source, besides the source:
+// the halved copies (halve), Catmull-Rom's intermediate (four float64 per
+// thumbnail column and source row), the thumbnail and the encoder's
+// buffers. An upload's memory budget is the decoded image plus this.
+func Scratch(w, h int) int64 {
+	tw, th := Dims(w, h)
+	n := 4*int64(tw)*int64(th) + encoderState
+	if tw == w && th == h {
+		return n // copied, not scaled
+	}
+	for w/2 >= 2*tw && h/2 >= 2*th { // halve's loop
+		w, h = w/2, h/2
+		n += 4 * int64(w) * int64(h)
+	}
+	return n + 32*int64(tw)*int64(h)
+}
+
 // Make scales src (Dims) and encodes it: JPEG at quality 85, or PNG when
 // the source has transparency.
 func Make(src image.Image) (data []byte, contentType string, width, height int, err error) {

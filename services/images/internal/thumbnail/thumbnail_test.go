@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/jpeg"
 	"image/png"
+	"runtime"
 	"testing"
 
 	// Decoders for the fixtures image.Decode reads.
@@ -100,5 +101,40 @@ func TestMakeKeepsTransparentPixelsTransparent(t *testing.T) {
 	}
 	if _, _, _, a := img.At(250, 64).RGBA(); a != 0xffff {
 		t.Errorf("right half alpha = %d, want opaque", a)
+	}
+}
+
+func TestScratchCoversWhatMakeAllocates(t *testing.T) {
+	cases := []struct {
+		name string
+		src  []byte
+	}{
+		{"a small PNG that is not scaled", imagetest.PNG(t, 200, 100)},
+		{"a JPEG scaled without halving", imagetest.JPEG(t, 700, 500)},
+		{"a YCbCr JPEG halved once", imagetest.FlatJPEG(t, 1200, 900, imagetest.JPEGLayout{IDs: "\x01\x02\x03", HV: []byte{0x22, 0x11, 0x11}})},
+		{"an RGB PNG halved twice", imagetest.ZeroPNG(t, 1400, 2100, 8, 2, false)},
+		{"a PNG with alpha (a PNG thumbnail)", imagetest.PNGAlpha(t, 600, 600)},
+		{"a 16-bit RGBA PNG halved once", imagetest.ZeroPNG(t, 1200, 1100, 16, 6, false)},
+		{"a 16-bit grayscale PNG", imagetest.ZeroPNG(t, 1200, 1100, 16, 0, false)},
+		{"a paletted PNG", imagetest.ZeroPNG(t, 1200, 1100, 8, 3, false)},
+		{"a GIF", imagetest.GIF(t, 600, 600)},
+		{"a very thin image", imagetest.ZeroPNG(t, 9000, 20, 8, 2, false)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := decodeBytes(t, c.src)
+			b := src.Bounds()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if _, _, _, _, err := thumbnail.Make(src); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			got, want := int64(after.TotalAlloc-before.TotalAlloc), thumbnail.Scratch(b.Dx(), b.Dy())
+			t.Logf("%T %v: Make allocated %d bytes, Scratch says %d", src, b, got, want)
+			if got > want {
+				t.Fatalf("Make allocated %d bytes, more than Scratch's %d", got, want)
+			}
+		})
 	}
 }
