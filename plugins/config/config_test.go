@@ -206,6 +206,16 @@ func TestParseRPC(t *testing.T) {
 		{name: "zero breaker failures are refused", doc: "breaker_failures: 0", wantErr: "breaker_failures"},
 		{name: "negative breaker failures in json are refused", doc: `{"breaker_failures": -2}`, wantErr: "breaker_failures"},
 		{name: "a zero breaker open time is refused", doc: "breaker_open_for: 0s", wantErr: "breaker_open_for"},
+		{name: "a 1ns request timeout is refused", doc: `{"request_timeout":"1ns"}`, wantErr: "request_timeout must be within 50ms..1m0s"},
+		{name: "a 10 minute request timeout is refused", doc: `{"request_timeout":"10m"}`, wantErr: "request_timeout"},
+		{name: "an hour-long dial timeout is refused", doc: "dial_timeout: 1h", wantErr: "dial_timeout"},
+		{name: "a breaker open for a day is refused", doc: "breaker_open_for: 24h", wantErr: "breaker_open_for"},
+		{name: "a breaker that never opens is refused", doc: "breaker_failures: 1000000", wantErr: "breaker_failures"},
+		{name: "the bounds themselves are accepted", doc: `{"request_timeout":"50ms","dial_timeout":"10s","breaker_open_for":"10m","breaker_failures":1000,"read_retries":10}`,
+			want: func(r *config.RPC) {
+				r.RequestTimeout, r.DialTimeout = config.Duration(50*time.Millisecond), config.Duration(10*time.Second)
+				r.BreakerOpenFor, r.BreakerFailures, r.ReadRetries = config.Duration(10*time.Minute), 1000, 10
+			}},
 		{name: "a negative breaker open time in json is refused", doc: `{"breaker_open_for": "-5s"}`, wantErr: "breaker_open_for"},
 		{name: "an unknown json field is refused", doc: `{"request_timeout": "1s", "retries": 3}`, wantErr: "retries"},
 		{name: "a misspelt json field is refused", doc: `{"breaker_failure": 3}`, wantErr: "breaker_failure"},

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -97,19 +96,50 @@ func ParseRPC(b []byte, dst *RPC) error {
 	} else if err := yaml.Unmarshal(b, &next); err != nil {
 		return err
 	}
-	switch {
-	case next.RequestTimeout <= 0:
-		return errors.New("request_timeout must be positive")
-	case next.DialTimeout <= 0:
-		return errors.New("dial_timeout must be positive")
-	case next.ReadRetries < 0 || next.ReadRetries > 10:
-		return errors.New("read_retries must be within 0..10")
-	case next.BreakerFailures == 0:
-		return errors.New("breaker_failures must be at least 1")
-	case next.BreakerOpenFor <= 0:
-		return errors.New("breaker_open_for must be positive")
+	if err := next.CheckBounds(); err != nil {
+		return err
 	}
 	*dst = next
+	return nil
+}
+
+// Bounds of the live RPC values. Whoever can write Consul KV can tune the
+// mesh, but not disable it: a 1 ns timeout would fail every call, a 10 min
+// one would hold every caller's goroutines on a hung node.
+const (
+	MinRequestTimeout = 50 * time.Millisecond
+	MaxRequestTimeout = time.Minute
+	MinDialTimeout    = 10 * time.Millisecond
+	MaxDialTimeout    = 10 * time.Second
+	MaxReadRetries    = 10
+	MaxBreakerFailure = 1000
+	MinBreakerOpenFor = 100 * time.Millisecond
+	MaxBreakerOpenFor = 10 * time.Minute
+)
+
+// CheckBounds refuses values outside the bounds above, naming the field.
+func (r RPC) CheckBounds() error {
+	within := func(name string, d Duration, lo, hi time.Duration) error {
+		if d.D() < lo || d.D() > hi {
+			return fmt.Errorf("%s must be within %s..%s, got %s", name, lo, hi, d.D())
+		}
+		return nil
+	}
+	if err := within("request_timeout", r.RequestTimeout, MinRequestTimeout, MaxRequestTimeout); err != nil {
+		return err
+	}
+	if err := within("dial_timeout", r.DialTimeout, MinDialTimeout, MaxDialTimeout); err != nil {
+		return err
+	}
+	if err := within("breaker_open_for", r.BreakerOpenFor, MinBreakerOpenFor, MaxBreakerOpenFor); err != nil {
+		return err
+	}
+	switch {
+	case r.ReadRetries < 0 || r.ReadRetries > MaxReadRetries:
+		return fmt.Errorf("read_retries must be within 0..%d, got %d", MaxReadRetries, r.ReadRetries)
+	case r.BreakerFailures == 0 || r.BreakerFailures > MaxBreakerFailure:
+		return fmt.Errorf("breaker_failures must be within 1..%d, got %d", MaxBreakerFailure, r.BreakerFailures)
+	}
 	return nil
 }
 

@@ -81,7 +81,8 @@ func (h *HTTP) httpClient(write bool) *http.Client {
 // Do sends req to a healthy node of service: req.URL's path and query are
 // kept, scheme and host are the node's. A transport error (refused, dial or
 // header timeout, reset) or a 5xx answer counts against the node's breaker,
-// unless ctx ended first; the caller closes the response body.
+// unless ctx ended first or the answer is a 503 with Retry-After (the node
+// is up and pacing its clients); the caller closes the response body.
 func (h *HTTP) Do(ctx context.Context, service string, req *http.Request) (*http.Response, error) {
 	const endpoint = "HTTP"
 	var hidAll bool
@@ -112,8 +113,14 @@ func (h *HTTP) Do(ctx context.Context, service string, req *http.Request) (*http
 		}
 		return err
 	}, func(error) verdict {
-		if resp == nil && ctx.Err() != nil {
+		switch {
+		case resp == nil && ctx.Err() != nil:
 			return callerGaveUp
+		case resp != nil && resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+			// Busy and saying when to come back (images' decode queue is
+			// full): an answer, not a failure; its breaker stays closed for
+			// the downloads and uploads it can still take.
+			return nodeOK
 		}
 		return nodeFailed
 	})

@@ -134,6 +134,34 @@ func TestHTTPClient(t *testing.T) {
 		}
 	})
 
+	t.Run("a node pacing its clients with 503 + Retry-After keeps its breaker closed", func(t *testing.T) {
+		metrics := prometheus.NewRegistry()
+		h := rpcclient.NewHTTP(reg, config.NewLive(testRPC), "http", rpcclient.Metrics(metrics))
+		var busy atomic.Bool
+		busy.Store(true)
+		serveBlobs(t, reg, "blobs-busy", "blobs-busy-a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if busy.Load() {
+				w.Header().Set("Retry-After", "5")
+				http.Error(w, "decode queue full", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ok")
+		}))
+		for i := range 3 * int(testRPC.BreakerFailures) {
+			_, status, err := get(t, h, "blobs-busy", "/upload")
+			if err != nil || status != http.StatusServiceUnavailable {
+				t.Fatalf("call %d: %d %v, want the node's own 503", i, status, err)
+			}
+		}
+		if s := nodeState(t, metrics, "blobs-busy", "HTTP", "blobs-busy-a"); s != closed {
+			t.Fatalf("breaker state %v after busy answers, want %d (closed)", s, closed)
+		}
+		busy.Store(false)
+		if body, status, err := get(t, h, "blobs-busy", "/download"); err != nil || status != 200 || body != "ok" {
+			t.Fatalf("after the burst: %q %d %v", body, status, err)
+		}
+	})
+
 	t.Run("a node that never answers times out, and its breaker opens", func(t *testing.T) {
 		metrics := prometheus.NewRegistry()
 		h := rpcclient.NewHTTP(reg, config.NewLive(testRPC), "http", rpcclient.Metrics(metrics))

@@ -42,11 +42,20 @@ func TestMain(m *testing.M) {
 type fakeBlobs struct {
 	mu       sync.Mutex
 	uploaded []byte
+	busy     bool // uploads answer 503 with Retry-After, as images does with its decode budget taken
 }
 
 func (f *fakeBlobs) Do(_ context.Context, _ string, r *http.Request) (*http.Response, error) {
 	rec := httptest.NewRecorder()
+	f.mu.Lock()
+	busy := f.busy
+	f.mu.Unlock()
 	switch {
+	case r.Method == http.MethodPost && busy:
+		rec.Header().Set("Retry-After", "5")
+		rec.Header().Set("Content-Type", "application/json")
+		rec.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = rec.WriteString(`{"error":{"code":"unavailable","message":"decode budget taken"}}`)
 	case r.Method == http.MethodPost:
 		b, _ := io.ReadAll(r.Body)
 		f.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	merrors "go-micro.dev/v4/errors"
@@ -155,7 +156,7 @@ func (a *API) forwardUpload(w http.ResponseWriter, r *http.Request, fields map[s
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		return upstreamError(resp)
+		return upstreamError(w, resp)
 	}
 	var img imagesrpc.Image
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&img); err != nil {
@@ -168,7 +169,12 @@ func (a *API) forwardUpload(w http.ResponseWriter, r *http.Request, fields map[s
 
 // upstreamError re-issues the images service's error under this request's
 // ID; 5xx details stay inside.
-func upstreamError(resp *http.Response) error {
+func upstreamError(w http.ResponseWriter, resp *http.Response) error {
+	if ra := resp.Header.Get("Retry-After"); resp.StatusCode == http.StatusServiceUnavailable && isSeconds(ra) {
+		// Up but pacing (its decode budget is taken): say when to come back.
+		w.Header().Set("Retry-After", ra)
+		return apierror.New(http.StatusServiceUnavailable, "images is busy; retry after "+ra+" s")
+	}
 	if resp.StatusCode >= 500 {
 		return apierror.New(http.StatusServiceUnavailable, "images is unavailable")
 	}
@@ -179,6 +185,12 @@ func upstreamError(resp *http.Response) error {
 		msg = http.StatusText(resp.StatusCode)
 	}
 	return apierror.New(resp.StatusCode, msg)
+}
+
+// isSeconds reports a Retry-After in delay-seconds form (1 to 4 digits).
+func isSeconds(v string) bool {
+	n, err := strconv.Atoi(v)
+	return err == nil && n >= 0 && len(v) <= 4
 }
 
 func (a *API) imageBytes(w http.ResponseWriter, r *http.Request) error {
@@ -206,7 +218,7 @@ func (a *API) proxyImage(w http.ResponseWriter, r *http.Request, path string) er
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotModified {
-		return upstreamError(resp)
+		return upstreamError(w, resp)
 	}
 	for _, h := range []string{"Content-Type", "Content-Length", "ETag", "Cache-Control", "Last-Modified"} {
 		if v := resp.Header.Get(h); v != "" {
