@@ -23,37 +23,54 @@ import (
 // notificationsQueued reads marketmesh_notifications_queued from the
 // passing notifications instance.
 func notificationsQueued(m *mesh) (float64, error) {
-	return notificationsMetric(m, "marketmesh_notifications_queued ")
-}
-
-// notificationsMetric sums the samples of the passing notifications
-// instance whose line starts with prefix (a name, or a name and labels).
-func notificationsMetric(m *mesh, prefix string) (float64, error) {
-	resp, err := opsGet(m, "marketmesh.notifications", "/metrics")
+	lines, err := notificationsMetrics(m)
 	if err != nil {
 		return 0, err
 	}
+	if v, ok := sumSamples(lines, "marketmesh_notifications_queued "); ok {
+		return v, nil
+	}
+	return 0, fmt.Errorf("notifications /metrics: no marketmesh_notifications_queued")
+}
+
+// notificationsMetrics reads the sample lines of the passing notifications
+// instance's /metrics.
+func notificationsMetrics(m *mesh) ([]string, error) {
+	resp, err := opsGet(m, "marketmesh.notifications", "/metrics")
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
+	var lines []string
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
-	var sum float64
-	found := false
 	for sc.Scan() {
-		line := sc.Text()
+		if line := sc.Text(); !strings.HasPrefix(line, "#") {
+			lines = append(lines, line)
+		}
+	}
+	return lines, sc.Err()
+}
+
+// sumSamples sums the samples whose line starts with prefix (a name, or a
+// name and the start of its labels) and contains every one of also; ok is
+// false when no line matched.
+func sumSamples(lines []string, prefix string, also ...string) (sum float64, ok bool) {
+next:
+	for _, line := range lines {
 		if !strings.HasPrefix(line, prefix) {
 			continue
 		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
+		for _, a := range also {
+			if !strings.Contains(line, a) {
+				continue next
+			}
 		}
-		sum, found = sum+v, true
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum, ok = sum+v, true
+		}
 	}
-	if !found {
-		return 0, fmt.Errorf("notifications /metrics: no %q (%v)", prefix, sc.Err())
-	}
-	return sum, nil
+	return sum, ok
 }
 
 // drainNotifications waits (bounded) until notifications has nothing

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -93,47 +92,23 @@ func BenchmarkNotificationsDelivery(b *testing.B) {
 func waitDone(b testing.TB, m *mesh, n float64) {
 	b.Helper()
 	if err := poll(5*time.Minute, func() error {
+		lines, err := notificationsMetrics(m)
+		if err != nil {
+			return err
+		}
 		var done float64
 		for _, result := range []string{"sent", "skipped", "failed"} {
-			d, err := notificationsResult(m, result)
-			if err != nil {
-				return err
-			}
+			d, _ := sumSamples(lines, "marketmesh_notifications_attempts_total{", `result="`+result+`"`)
 			done += d
 		}
-		q, err := notificationsQueued(m)
-		if err != nil || done < n || q != 0 {
-			return fmt.Errorf("%v of %v deliveries done, %v queued (%v)", done, n, q, err)
+		q, ok := sumSamples(lines, "marketmesh_notifications_queued ")
+		if !ok || done < n || q != 0 {
+			return fmt.Errorf("%v of %v deliveries done, %v queued", done, n, q)
 		}
 		return nil
 	}); err != nil {
 		b.Fatalf("notifications: %v", err)
 	}
-}
-
-// notificationsResult sums the outcome counter's series of one result (0
-// when there is none yet).
-func notificationsResult(m *mesh, result string) (float64, error) {
-	resp, err := opsGet(m, "marketmesh.notifications", "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, line := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(line, "marketmesh_notifications_attempts_total{") || !strings.Contains(line, `result="`+result+`"`) {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum, nil
 }
 
 // rssKiB reads the resident set size of p's process from /proc.

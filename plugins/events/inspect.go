@@ -179,3 +179,23 @@ func InspectFile(path string, timeout time.Duration) (Snapshot, error) {
 	})
 	return s, err
 }
+
+// Outbox returns the events db's outbox retains, in sequence (delivery)
+// order, for tests and tools that check what a write appended.
+func Outbox(db *bolt.DB) ([]Event, error) {
+	var out []Event
+	err := db.View(func(tx *bolt.Tx) error {
+		s, err := Inspect(tx)
+		if err != nil {
+			return err
+		}
+		if len(s.Unreadable) > 0 {
+			return fmt.Errorf("events: unreadable outbox entries: %v", s.Unreadable)
+		}
+		for _, e := range s.Outbox {
+			out = append(out, e.Event)
+		}
+		return nil
+	})
+	return out, err
+}

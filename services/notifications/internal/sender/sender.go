@@ -118,14 +118,18 @@ func (s *Sender) Run(ctx context.Context) {
 		})
 	}
 	defer func() { close(work); wg.Wait() }()
+	var counted time.Time // when the queued gauge was last set
 	for {
 		now := s.opts.Now()
 		due, next, err := s.store.Due(now, s.opts.Workers*4, s.busy)
 		if err != nil {
 			slog.Error("notifications: read queue", "err", err)
 		}
-		if n, err := s.store.Queued(); err == nil {
-			s.metrics.queued.Set(float64(n))
+		if now.Sub(counted) >= time.Second { // counting walks the queue: once a second is enough for a gauge
+			if n, err := s.store.Queued(); err == nil {
+				s.metrics.queued.Set(float64(n))
+				counted = now
+			}
 		}
 		for _, d := range due {
 			s.mu.Lock()

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
@@ -169,15 +167,7 @@ func TestEmitWritesTheCallersIDAndTime(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var evs []events.Event
-	err := s.Bolt().View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("events.outbox")).ForEach(func(_, v []byte) error {
-			var ev events.Event
-			err := json.Unmarshal(v, &ev)
-			evs = append(evs, ev)
-			return err
-		})
-	})
+	evs, err := events.Outbox(s.Bolt())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/oklog/ulid/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/productsrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
@@ -18,17 +17,7 @@ import (
 // outbox returns the events in the store's outbox, oldest first.
 func outbox(t *testing.T, s *store.Store) []events.Event {
 	t.Helper()
-	var evs []events.Event
-	err := s.Bolt().View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("events.outbox")).ForEach(func(_, v []byte) error {
-			var ev events.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return err
-			}
-			evs = append(evs, ev)
-			return nil
-		})
-	})
+	evs, err := events.Outbox(s.Bolt())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package handler_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	merrors "go-micro.dev/v4/errors"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/ordersrpc"
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
@@ -102,17 +100,7 @@ func (f *fixture) get(t *testing.T, id string) publicationsrpc.Publication {
 
 func (f *fixture) outbox(t *testing.T) []events.Event {
 	t.Helper()
-	var evs []events.Event
-	err := f.store.Bolt().View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("events.outbox")).ForEach(func(_, v []byte) error {
-			var ev events.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return err
-			}
-			evs = append(evs, ev)
-			return nil
-		})
-	})
+	evs, err := events.Outbox(f.store.Bolt())
 	if err != nil {
 		t.Fatal(err)
 	}

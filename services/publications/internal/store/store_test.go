@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -71,17 +70,7 @@ func mustCreate(t *testing.T, s *store.Store, sp spec) publication.Publication {
 
 func outbox(t *testing.T, s *store.Store) []events.Event {
 	t.Helper()
-	var evs []events.Event
-	err := s.Bolt().View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("events.outbox")).ForEach(func(_, v []byte) error {
-			var ev events.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return err
-			}
-			evs = append(evs, ev)
-			return nil
-		})
-	})
+	evs, err := events.Outbox(s.Bolt())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	merrors "go-micro.dev/v4/errors"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
@@ -162,17 +160,7 @@ func TestRegister(t *testing.T) {
 	}
 
 	// The outbox holds exactly one user.registered event for this user.
-	var evs []events.Event
-	err = f.store.Bolt().View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("events.outbox")).ForEach(func(_, v []byte) error {
-			var ev events.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return err
-			}
-			evs = append(evs, ev)
-			return nil
-		})
-	})
+	evs, err := events.Outbox(f.store.Bolt())
 	if err != nil {
 		t.Fatal(err)
 	}
