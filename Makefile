@@ -24,7 +24,7 @@ export PORTS_users PORTS_products PORTS_publications PORTS_images PORTS_orders P
 TESTPATH  = PATH="$$(dirname "$$($(CURDIR)/scripts/consul.sh)"):$$PATH"
 
 CONSUL_VERSION := 1.22.0
-.PHONY: help run test build consul vet lint fmt bench chaos clean docker consul-image compose-test
+.PHONY: help run test build consul vet lint fmt bench chaos clean docker consul-image compose-secrets compose-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -45,7 +45,8 @@ build: ## build every binary into bin/
 		CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$$s ./services/$$s || exit 1; \
 	done
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/api ./api
-	@echo "built $(SERVICES) api into $(BIN)/ (version $(VERSION))"
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/meshsetup ./plugins/cmd/meshsetup
+	@echo "built $(SERVICES) api meshsetup into $(BIN)/ (version $(VERSION))"
 
 consul: ## make sure a consul binary exists (PATH, or built once from its Go module)
 	@scripts/consul.sh >/dev/null
@@ -75,10 +76,10 @@ chaos: consul ## kill -9 each service, SIGSTOP one, restart Consul and the mesh 
 		$(TESTPATH) go test -count=1 -run '^TestChaos$$' -timeout 20m . ; status=$$?; \
 		cat $(CURDIR)/$(BIN)/chaos-report.txt 2>/dev/null; exit $$status
 
-docker: ## build an image per service: marketmesh/<svc>:$(VERSION) and :latest (FROM scratch, nothing pulled)
+docker: ## build an image per service: marketmesh/<svc>:$(VERSION) and :latest, and marketmesh/meshsetup (FROM scratch, nothing pulled)
 	@mkdir -p $(BIN)/docker/empty
-	@for s in $(SERVICES) api; do \
-		pkg=./services/$$s; [ $$s = api ] && pkg=./api; \
+	@for s in $(SERVICES) api meshsetup; do \
+		pkg=./services/$$s; [ $$s = api ] && pkg=./api; [ $$s = meshsetup ] && pkg=./plugins/cmd/meshsetup; \
 		CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/docker/$$s $$pkg || exit 1; \
 	done
 	@test -r /etc/ssl/certs/ca-certificates.crt || { echo "need /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"; exit 1; }
@@ -88,6 +89,9 @@ docker: ## build an image per service: marketmesh/<svc>:$(VERSION) and :latest (
 			--build-arg VERSION=$(VERSION) -t marketmesh/$$s:$(VERSION) -t marketmesh/$$s:latest . >/dev/null || exit 1; \
 		echo "built marketmesh/$$s:$(VERSION) ($$(docker image inspect -f '{{.Size}}' marketmesh/$$s:latest | awk '{printf "%.1f MB", $$1/1e6}'))"; \
 	done
+	@docker build -q -f build/docker/meshsetup.Dockerfile --build-arg VERSION=$(VERSION) \
+		-t marketmesh/meshsetup:$(VERSION) -t marketmesh/meshsetup:latest . >/dev/null
+	@echo "built marketmesh/meshsetup:$(VERSION) ($$(docker image inspect -f '{{.Size}}' marketmesh/meshsetup:latest | awk '{printf "%.1f MB", $$1/1e6}'))"
 
 consul-image: consul ## a local hashicorp/consul:$(CONSUL_VERSION) image from the consul binary (for machines with no registry)
 	@if docker image inspect hashicorp/consul:$(CONSUL_VERSION) >/dev/null 2>&1; then \
@@ -98,7 +102,10 @@ consul-image: consul ## a local hashicorp/consul:$(CONSUL_VERSION) image from th
 		echo "built a local hashicorp/consul:$(CONSUL_VERSION)"; \
 	fi
 
-compose-test: docker consul-image ## docker-compose up, check health, smoke test, failure and restart, tear down
+compose-secrets: ## the docker secrets of docker-compose.yml (Consul tokens, keys), once, under .data/compose/secrets
+	@scripts/compose-secrets.sh
+
+compose-test: docker consul-image ## docker-compose up (its own throwaway secrets), check health, ACLs, smoke test, failure and restart, tear down
 	scripts/compose-test.sh
 
 clean: ## remove binaries and local data

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,9 +27,9 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/httperr"
 	"github.com/marketmesh/marketmesh/plugins/logging"
+	"github.com/marketmesh/marketmesh/plugins/meshtls"
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/service"
-	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").
@@ -45,8 +46,15 @@ type Config struct {
 		// publish it.
 		OpsAddress string `yaml:"ops_address" env:"OPS_ADDRESS"`
 		// JWTKeyFile holds the Ed25519 seed; AUTH_JWT_KEY overrides it.
-		JWTKeyFile   string          `yaml:"jwt_key_file" env:"JWT_KEY_FILE"`
+		JWTKeyFile string `yaml:"jwt_key_file" env:"JWT_KEY_FILE"`
+		// JWTOldPublicKeys are the public keys (base64) of signing keys
+		// rotated out: their tokens verify until they expire. The api logs
+		// its own key's at start. API_JWT_OLD_PUBLIC_KEYS is comma-separated.
+		JWTOldPublicKeys []string `yaml:"jwt_old_public_keys" env:"JWT_OLD_PUBLIC_KEYS"`
+		// TokenTTL is the access tokens' lifetime; TokenLeeway the clock
+		// skew accepted on them (0..5m).
 		TokenTTL     config.Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
+		TokenLeeway  config.Duration `yaml:"token_leeway" env:"TOKEN_LEEWAY"`
 		MaxBodyBytes int64           `yaml:"max_body_bytes" env:"MAX_BODY_BYTES"`
 		// Abuse limits (api/internal/ratelimit): login attempts per client
 		// address a minute; failed logins per account and client address a
@@ -56,6 +64,9 @@ type Config struct {
 		LoginPerMinuteEmail         int `yaml:"login_per_minute_email" env:"LOGIN_PER_MINUTE_EMAIL"`
 		LoginFailuresPerHourAccount int `yaml:"login_failures_per_hour_account" env:"LOGIN_FAILURES_PER_HOUR_ACCOUNT"`
 		RegisterPerHourIP           int `yaml:"register_per_hour_ip" env:"REGISTER_PER_HOUR_IP"`
+		// RefreshPerMinuteIP bounds token refreshes and logouts per client
+		// address a minute.
+		RefreshPerMinuteIP int `yaml:"refresh_per_minute_ip" env:"REFRESH_PER_MINUTE_IP"`
 		// TrustedProxies are the CIDRs (or addresses) of the reverse proxies
 		// in front of the api, whose X-Forwarded-For names the client; none
 		// by default: the peer is the client. API_TRUSTED_PROXIES is
@@ -81,7 +92,8 @@ func run(ctx context.Context) error {
 	started := time.Now()
 	cfg := Config{Mesh: config.Defaults()}
 	cfg.API.Address, cfg.API.OpsAddress, cfg.API.JWTKeyFile = "127.0.0.1:8080", "127.0.0.1:9200", "keys/jwt-ed25519.key"
-	cfg.API.TokenTTL, cfg.API.MaxBodyBytes = config.Duration(24*time.Hour), 1<<20
+	cfg.API.TokenTTL, cfg.API.TokenLeeway, cfg.API.MaxBodyBytes = config.Duration(auth.DefaultTTL), config.Duration(auth.DefaultLeeway), 1<<20
+	cfg.API.RefreshPerMinuteIP = 60
 	cfg.API.LoginPerMinuteIP, cfg.API.LoginPerMinuteEmail = 60, 10
 	cfg.API.LoginFailuresPerHourAccount, cfg.API.RegisterPerHourIP = 100, 20
 	cfg.API.DrainDelay, cfg.API.PartTimeout = config.Duration(time.Second), config.Duration(300*time.Millisecond)
@@ -92,6 +104,10 @@ func run(ctx context.Context) error {
 	logging.Setup(service.FullName("api"), cfg.Log.Level)
 
 	key, err := auth.LoadKey(cfg.Path(cfg.API.JWTKeyFile))
+	if err != nil {
+		return err
+	}
+	tokens, err := tokenSigner(key, cfg.API.JWTOldPublicKeys, cfg.API.TokenTTL.D(), cfg.API.TokenLeeway.D())
 	if err != nil {
 		return err
 	}
@@ -119,15 +135,17 @@ func run(ctx context.Context) error {
 	live := config.NewLive(cfg.RPC)
 	// One watched registry cache serves the RPC clients and the blob client.
 	sel := rpcclient.Selector(rpcclient.NewSelector(reg))
-	meshKey, err := service.ServiceKey(cfg.Mesh)
+	// The api's identity toward the services: a Connect certificate for
+	// marketmesh.api, fetched and renewed in the background (calls fail
+	// with 503 until the first one arrives; /readyz says so).
+	consulClient, err := config.ConsulClient(cfg.Consul)
 	if err != nil {
 		return err
 	}
-	signer, err := svcauth.NewSigner(service.FullName("api"), meshKey)
-	if err != nil {
-		return err
-	}
-	rpc := rpcclient.New(reg, live, sel, rpcclient.Sign(signer))
+	identity := meshtls.New(consulClient, service.FullName("api"))
+	go func() { _ = identity.Run(ctx) }()
+	tlsOpt := rpcclient.Identity(identity)
+	rpc := rpcclient.New(reg, live, sel, tlsOpt)
 	// The services with an outbox, whose dead letters operators list and replay.
 	deadLetters := map[string]*events.AdminClient{}
 	for _, full := range []string{usersrpc.Service, productsrpc.Service, publicationsrpc.Service, ordersrpc.Service} {
@@ -149,9 +167,9 @@ func run(ctx context.Context) error {
 		Orders:                      ordersrpc.NewClient(rpc),
 		Notifications:               notificationsrpc.NewClient(rpc),
 		Events:                      deadLetters,
-		Blobs:                       rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey, sel),
+		Blobs:                       rpcclient.NewHTTP(reg, live, imagesrpc.HTTPAddressKey, sel, tlsOpt),
 		PartTimeout:                 cfg.API.PartTimeout.D(),
-		Signer:                      auth.NewSigner(key, auth.TTL(cfg.API.TokenTTL.D())),
+		Signer:                      tokens,
 		Admins:                      admins,
 		MaxBody:                     cfg.API.MaxBodyBytes,
 		TrustedProxies:              trusted,
@@ -159,6 +177,7 @@ func run(ctx context.Context) error {
 		LoginPerMinuteEmail:         cfg.API.LoginPerMinuteEmail,
 		LoginFailuresPerHourAccount: cfg.API.LoginFailuresPerHourAccount,
 		RegisterPerHourIP:           cfg.API.RegisterPerHourIP,
+		RefreshPerMinuteIP:          cfg.API.RefreshPerMinuteIP,
 		CORSOrigins:                 cleanList(cfg.API.CORSOrigins),
 		InstanceID:                  nodeID,
 	})
@@ -171,7 +190,7 @@ func run(ctx context.Context) error {
 	}
 	opsHandler := ops.New(ops.Options{
 		Instance: nodeID,
-		Ready:    readiness(reg, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service, ordersrpc.Service, notificationsrpc.Service),
+		Ready:    readiness(reg, identity, usersrpc.Service, productsrpc.Service, publicationsrpc.Service, imagesrpc.Service, ordersrpc.Service, notificationsrpc.Service),
 	})
 	// No write timeout: /debug/pprof/profile streams for as long as asked.
 	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second}
@@ -179,7 +198,7 @@ func run(ctx context.Context) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	go func() { serveErr <- opsSrv.Serve(opsLn) }()
 
-	kv, kvErr := config.ConsulKV(cfg.Consul.Address)
+	kv, kvErr := config.ConsulKV(cfg.Consul)
 	if kvErr == nil {
 		go live.WatchConsul(ctx, kv, cfg.Consul.KVPrefix, cfg.RPC)
 	}
@@ -216,6 +235,26 @@ func run(ctx context.Context) error {
 	}
 	slog.Info("stopped")
 	return nil
+}
+
+// tokenSigner returns the signer of access tokens: key signs, it and the
+// old public keys verify. It logs the key's ID and public half, which is
+// what API_JWT_OLD_PUBLIC_KEYS takes once the key is rotated out.
+func tokenSigner(key ed25519.PrivateKey, old []string, ttl, leeway time.Duration) (*auth.Signer, error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("api: API_TOKEN_TTL must be positive, got %v", ttl)
+	}
+	if leeway < 0 || leeway > auth.MaxLeeway {
+		return nil, fmt.Errorf("api: API_TOKEN_LEEWAY must be within 0..%v, got %v", auth.MaxLeeway, leeway)
+	}
+	oldKeys, err := auth.ParsePublicKeys(cleanList(old))
+	if err != nil {
+		return nil, fmt.Errorf("api: API_JWT_OLD_PUBLIC_KEYS: %w", err)
+	}
+	s := auth.NewSigner(key, auth.TTL(ttl), auth.Leeway(leeway), auth.OldKeys(oldKeys...))
+	slog.Info("access tokens", "kid", s.KeyID(), "public_key", auth.EncodePublicKey(s.PublicKey()),
+		"old_keys", len(oldKeys), "ttl", ttl.String())
+	return s, nil
 }
 
 // adminUsers cleans the configured admin user IDs (see cleanList).

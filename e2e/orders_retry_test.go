@@ -13,6 +13,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // TestALostReplyRetriedMakesOneOrder drops the reply of a checkout after the
@@ -52,8 +53,11 @@ func TestALostReplyRetriedMakesOneOrder(t *testing.T) {
 	m.consul.WaitPassing(t, ordersrpc.Service, 1, 30*time.Second)
 	mesh := config.Defaults()
 	mesh.Consul.Address = m.consul.Addr
+	// As the api: a Connect certificate for marketmesh.api (mutual TLS).
+	id := m.consul.Identity(t, svcauth.API)
 	c := grpcclient.NewClient(
 		client.Registry(service.NewRegistry(mesh.Consul, "", "")),
+		grpcclient.AuthTLS(id.ClientConfig(ordersrpc.Service)),
 		client.ContentType("application/json"),
 		client.Retries(3), // go-micro's default RetryOnError retries 408 and 500
 		client.RequestTimeout(20*time.Second),

@@ -16,6 +16,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/meshtest"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // subscriber is an in-process service that records user.registered events,
@@ -64,8 +65,11 @@ func TestUserRegisteredReachesASubscriberThatStartsLater(t *testing.T) {
 	mesh.Consul.Address = m.consul.Addr
 	mesh.Consul.CheckInterval = config.Duration(time.Second)
 	mesh.Log.Level = "warn"
-	mesh.DataDir = m.data // the mesh's data dir: the same mesh key
-	svc, err := service.New("e2esubscriber", mesh, config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0))
+	mesh.DataDir = m.data
+	// A subscriber the call table does not know: it lets any service of the
+	// mesh (a Connect certificate) deliver, as long as the event's source is
+	// the caller itself.
+	svc, err := service.New("e2esubscriber", mesh, config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0), service.Policy(svcauth.AllowAll()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +109,7 @@ func TestUserRegisteredReachesASubscriberThatStartsLater(t *testing.T) {
 	}
 	ev.Topic, ev.Source, ev.Payload = usersrpc.TopicUserRegistered, usersrpc.Service, []byte(`{"user_id":"`+id+`"}`)
 	var ack events.Ack
-	client := svc.Client()
+	client := m.consul.Caller(t, usersrpc.Service) // as the publisher: anyone else is refused
 	if err := client.Call(context.Background(), client.NewRequest("marketmesh.e2esubscriber", events.Endpoint, &ev), &ack); err != nil {
 		t.Fatalf("redeliver: %v", err)
 	}

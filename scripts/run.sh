@@ -9,6 +9,16 @@
 # exit, and each further exit doubles the delay (2 s, 4 s, ...) up to 30 s; a
 # process that had stayed up for 60 s or more before exiting starts over at
 # 1 s. An external Consul (one already answering) is never touched.
+#
+# Consul runs with ACLs, default deny (README "Consul ACLs"): bin/meshsetup
+# makes the operator token and each process's token under
+# $MARKETMESH_DATA_DIR/consul, and Consul's policies and tokens; each process
+# gets its own file (CONSUL_HTTP_TOKEN_FILE). A meshsetup kept running puts
+# them back if the dev agent restarts (it forgets every ACL).
+#
+# Published: the api on MARKETMESH_API_PUBLISH_HOST and Consul (HTTP API and
+# UI) on MARKETMESH_CONSUL_PUBLISH_HOST, both 127.0.0.1 unless set (0.0.0.0:
+# every interface).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +28,25 @@ export MARKETMESH_DATA_DIR="${MARKETMESH_DATA_DIR:-.data}"
 logs="$MARKETMESH_DATA_DIR/logs"
 mkdir -p "$logs"
 consul_addr="${CONSUL_HTTP_ADDR:-127.0.0.1:8500}"
+consul_dir="$MARKETMESH_DATA_DIR/consul"
+consul_host="${MARKETMESH_CONSUL_PUBLISH_HOST:-127.0.0.1}"
+api_host="${MARKETMESH_API_PUBLISH_HOST:-127.0.0.1}"
+# Where this machine reaches the api; a specific address also binds it.
+api_probe=127.0.0.1
+if [ -n "${MARKETMESH_API_PUBLISH_HOST:-}" ]; then
+	export API_ADDRESS="${API_ADDRESS:-$api_host:8080}"
+	if [ "$api_host" != 0.0.0.0 ] && [ "$api_host" != 127.0.0.1 ]; then
+		api_probe=$api_host
+		export PAYMENTS_WEBHOOK_URL="${PAYMENTS_WEBHOOK_URL:-http://$api_host:8080/v1/payments/webhook}"
+	fi
+fi
+# Consul always answers on 127.0.0.1 (the processes use it), and also on
+# the publish host when that is another address.
+consul_client=$consul_host
+if [ "$consul_host" != 0.0.0.0 ] && [ "$consul_host" != 127.0.0.1 ]; then
+	consul_client="127.0.0.1 $consul_host"
+fi
+setup=(bin/meshsetup -dir "$consul_dir" -consul "$consul_addr" -kv-prefix "${MARKETMESH_KV_PREFIX:-marketmesh/config}")
 
 backoff_first=1 backoff_max=30 stable_after=60 # seconds; see the rule above
 
@@ -109,14 +138,25 @@ if curl -fsS -o /dev/null "http://$consul_addr/v1/status/leader" 2>/dev/null; th
 	echo "using the Consul agent already running at $consul_addr"
 else
 	consul=$(scripts/consul.sh)
-	start consul "$consul" agent -dev -client 127.0.0.1 -bind 127.0.0.1 -ui -log-level warn
+	# The operator and agent tokens, and Consul's config file giving them to it.
+	"${setup[@]}" -init -consul-config "$consul_dir/acl.hcl"
+	# -data-dir: where the agent persists tokens set through its API (dev
+	# mode keeps everything else in memory); else its working directory.
+	start consul "$consul" agent -dev -data-dir "$consul_dir/agent" -client "$consul_client" -bind 127.0.0.1 -ui -log-level warn \
+		-hcl 'acl { enabled = true, default_policy = "deny", enable_token_persistence = true }' \
+		-hcl 'connect { enabled = true }' -config-file "$consul_dir/acl.hcl"
 	wait_for consul "http://$consul_addr/v1/status/leader"
+	own_consul=1
 fi
-for s in "${SERVICES[@]}"; do
-	start "$s" "bin/$s"
+# Policies and tokens (a Consul without ACLs is left as it is).
+"${setup[@]}" -wait 30s
+if [ -n "${own_consul:-}" ]; then
+	start meshsetup "${setup[@]}" -watch 2s
+fi
+for s in "${SERVICES[@]}" api; do
+	start "$s" env CONSUL_HTTP_TOKEN_FILE="$consul_dir/tokens/$s.token" "bin/$s"
 done
-start api bin/api
-wait_for api "http://127.0.0.1:8080/healthz"
+wait_for api "http://$api_probe:8080/healthz"
 for s in "${SERVICES[@]}"; do
 	wait_for "$s" "http://$consul_addr/v1/health/service/marketmesh.$s?passing=1&filter=Service.Service==marketmesh.$s"
 	until [ "$(curl -fsS "http://$consul_addr/v1/health/service/marketmesh.$s?passing=1")" != "[]" ]; do sleep 0.1; done
@@ -126,11 +166,11 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 cat <<MSG
 
 marketmesh is up (${ms} ms)
-  API          http://127.0.0.1:8080      (try: curl http://127.0.0.1:8080/healthz)
+  API          http://$api_probe:8080      (try: curl http://$api_probe:8080/healthz)
   API ops      http://127.0.0.1:9200      (not public: curl http://127.0.0.1:9200/readyz, /metrics)
-  Swagger UI   http://127.0.0.1:8080/docs
-  OpenAPI      http://127.0.0.1:8080/openapi.json
-  Consul UI    http://$consul_addr/ui/
+  Swagger UI   http://$api_probe:8080/docs
+  OpenAPI      http://$api_probe:8080/openapi.json
+  Consul UI    http://$consul_addr/ui/  (read only; log in with $consul_dir/operator.token)
   logs         $logs/*.log
   data         $MARKETMESH_DATA_DIR
 Ctrl-C stops everything; a process that exits is restarted (1 s, doubling to 30 s).

@@ -60,6 +60,22 @@ type AuthenticateRequest struct {
 	Password string `json:"password"`
 }
 
+// Session is the answer to Login and Refresh: the account and a new refresh
+// token. The token is handed out once, here: the users service keeps only
+// its SHA-256.
+type Session struct {
+	User User `json:"user"`
+	// RefreshToken is exchanged (Refresh) for the next one; each works once.
+	RefreshToken string `json:"refresh_token"`
+	// RefreshExpiresAt is when RefreshToken expires unless used.
+	RefreshExpiresAt time.Time `json:"refresh_expires_at"`
+}
+
+// RefreshRequest carries a refresh token from Login or Refresh.
+type RefreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
 // ProfileRequest names a user.
 type ProfileRequest struct {
 	ID string `json:"id"`
@@ -212,6 +228,32 @@ func (c *Client) Register(ctx context.Context, r RegisterRequest) (*User, error)
 // Authenticate returns the user whose credentials these are.
 func (c *Client) Authenticate(ctx context.Context, r AuthenticateRequest) (*User, error) {
 	return call[User](ctx, c.c, "Authenticate", &r)
+}
+
+// Login checks credentials, as Authenticate does, and starts a session: the
+// answer carries the account and the session's first refresh token. Only
+// the api may call it.
+func (c *Client) Login(ctx context.Context, r AuthenticateRequest) (*Session, error) {
+	return call[Session](ctx, c.c, "Login", &r)
+}
+
+// Refresh exchanges a refresh token for the next one of its session (the
+// one presented is spent) and returns the account with it. Presenting a
+// spent token revokes its whole session. Every refusal (a token unknown,
+// expired, spent or revoked, or its account deleted) is 401. Never retried:
+// a retry of a refresh that went through would be a reuse. Only the api may
+// call it.
+func (c *Client) Refresh(ctx context.Context, refreshToken string) (*Session, error) {
+	return call[Session](ctx, c.c, "Refresh", &RefreshRequest{RefreshToken: refreshToken})
+}
+
+// Logout revokes the session of a refresh token: none of its tokens works
+// again. A session already revoked is not an error; a token unknown,
+// expired or spent is 401 (a spent one revokes its session too). Only the
+// api may call it.
+func (c *Client) Logout(ctx context.Context, refreshToken string) error {
+	_, err := call[Empty](ctx, c.c, "Logout", &RefreshRequest{RefreshToken: refreshToken})
+	return err
 }
 
 // Me returns the caller.

@@ -166,6 +166,9 @@ func fromMicro(me *merrors.Error) (int, Detail) {
 	}
 }
 
+// RetryAfterUnavailable is the Retry-After (seconds) of a 503 that names none.
+const RetryAfterUnavailable = "1"
+
 // MaxMessage bounds an error message in bytes: messages quote input (a field
 // name, a value), and an error must never echo megabytes back.
 const MaxMessage = 512
@@ -191,6 +194,12 @@ func WriteStatus(w http.ResponseWriter, r *http.Request, status int, msg string)
 func writeDetail(w http.ResponseWriter, r *http.Request, status int, d Detail) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// Every 503 is "not now": a service down or pacing its callers (users
+		// out of password-hashing slots), a breaker open. Say when to retry,
+		// unless the caller knows better (images' decode budget).
+		w.Header().Set("Retry-After", RetryAfterUnavailable)
+	}
 	w.WriteHeader(status)
 	d.RequestID = rpcmeta.RequestID(r.Context())
 	d.Message = Clip(d.Message)

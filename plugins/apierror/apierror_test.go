@@ -188,3 +188,28 @@ func TestMessagesAreClippedAndValidUTF8(t *testing.T) {
 		t.Fatalf("an error document of %d bytes", rec.Body.Len())
 	}
 }
+
+// A 503 says when to retry: a service's own 503 (users out of password
+// hashing slots) and the client stack's alike; a Retry-After already set
+// (images' decode budget) stays; other statuses get none.
+func TestA503CarriesRetryAfter(t *testing.T) {
+	w := httptest.NewRecorder()
+	apierror.Write(w, requestWithID("req-1"), merrors.New("marketmesh.users", "users is busy: too many password checks at once; retry in a second", 503))
+	if w.Code != 503 || w.Header().Get("Retry-After") != apierror.RetryAfterUnavailable {
+		t.Fatalf("busy users: %d Retry-After %q", w.Code, w.Header().Get("Retry-After"))
+	}
+	if !strings.Contains(w.Body.String(), `"code":"unavailable"`) || !strings.Contains(w.Body.String(), "busy") {
+		t.Fatalf("body %s", w.Body)
+	}
+	w = httptest.NewRecorder()
+	w.Header().Set("Retry-After", "5")
+	apierror.WriteStatus(w, requestWithID("req-2"), 503, "images is busy")
+	if got := w.Header().Get("Retry-After"); got != "5" {
+		t.Fatalf("Retry-After %q, want the caller's 5", got)
+	}
+	w = httptest.NewRecorder()
+	apierror.Write(w, requestWithID("req-3"), merrors.InternalServerError("marketmesh.users", "x"))
+	if got := w.Header().Get("Retry-After"); got != "" {
+		t.Fatalf("a 500 carries Retry-After %q", got)
+	}
+}

@@ -29,6 +29,27 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 // fixedClock returns a clock frozen at now.
 func fixedClock(now time.Time) auth.Option { return auth.Clock(func() time.Time { return now }) }
 
+// signAs signs claims with key, the header naming key as Issue does, the
+// way a forger holding key (or a test building odd claims) would.
+func signAs(t *testing.T, key ed25519.PrivateKey, c jwt.Claims) string {
+	t.Helper()
+	return signWithKID(t, key, auth.KeyID(key.Public().(ed25519.PublicKey)), c)
+}
+
+// signWithKID signs claims with key, the header naming kid ("": no kid).
+func signWithKID(t *testing.T, key ed25519.PrivateKey, kid string, c jwt.Claims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestLoadKeyGeneratesOnceAndReuses(t *testing.T) {
 	t.Setenv(auth.KeyEnv, "")
 	path := filepath.Join(t.TempDir(), "jwt.key")
@@ -126,9 +147,10 @@ func TestUntrustworthyTokensAreRejected(t *testing.T) {
 		c := jwt.RegisteredClaims{
 			Issuer:    auth.Issuer,
 			Subject:   "user-1",
+			Audience:  jwt.ClaimStrings{auth.Audience},
 			IssuedAt:  jwt.NewNumericDate(now.Add(-time.Minute)),
 			NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
-			ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(10 * time.Minute)),
 		}
 		if mod != nil {
 			mod(&c)
@@ -137,11 +159,7 @@ func TestUntrustworthyTokensAreRejected(t *testing.T) {
 	}
 	signEd := func(t *testing.T, k ed25519.PrivateKey, c jwt.RegisteredClaims) string {
 		t.Helper()
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return signAs(t, k, c)
 	}
 
 	tests := []struct {
@@ -171,11 +189,28 @@ func TestUntrustworthyTokensAreRejected(t *testing.T) {
 			return tok
 		}},
 		{"an HS256 token keyed with the public key is rejected", func(t *testing.T) string {
-			tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil)).SignedString([]byte(pub))
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil))
+			tok.Header["kid"] = auth.KeyID(pub)
+			s, err := tok.SignedString([]byte(pub))
 			if err != nil {
 				t.Fatal(err)
 			}
-			return tok
+			return s
+		}},
+		{"a token for another audience is rejected", func(t *testing.T) string {
+			return signEd(t, key, claims(func(c *jwt.RegisteredClaims) { c.Audience = jwt.ClaimStrings{"someone-else"} }))
+		}},
+		{"a token without an audience is rejected", func(t *testing.T) string {
+			return signEd(t, key, claims(func(c *jwt.RegisteredClaims) { c.Audience = nil }))
+		}},
+		{"a token without a kid is rejected", func(t *testing.T) string {
+			return signWithKID(t, key, "", claims(nil))
+		}},
+		{"a token naming an unknown kid is rejected", func(t *testing.T) string {
+			return signWithKID(t, key, "not-a-key-of-ours", claims(nil))
+		}},
+		{"a token naming our kid but signed by another key is rejected", func(t *testing.T) string {
+			return signWithKID(t, newKey(t), auth.KeyID(pub), claims(nil))
 		}},
 		{"a token from another issuer is rejected", func(t *testing.T) string {
 			return signEd(t, key, claims(func(c *jwt.RegisteredClaims) { c.Issuer = "someone-else" }))
@@ -197,7 +232,7 @@ func TestUntrustworthyTokensAreRejected(t *testing.T) {
 		}},
 		{"a token living longer than the TTL is rejected", func(t *testing.T) string {
 			return signEd(t, key, claims(func(c *jwt.RegisteredClaims) {
-				c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute + 24*time.Hour + time.Minute))
+				c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute + auth.DefaultTTL + time.Minute))
 			}))
 		}},
 		{"a token with a tampered payload is rejected", func(t *testing.T) string {
@@ -243,14 +278,10 @@ func TestATokenLivesAtMostTheTTL(t *testing.T) {
 	key := newKey(t)
 	sign := func(t *testing.T, iat time.Time, life time.Duration) string {
 		t.Helper()
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{
-			Issuer: auth.Issuer, Subject: "user-1",
+		return signAs(t, key, jwt.RegisteredClaims{
+			Issuer: auth.Issuer, Subject: "user-1", Audience: jwt.ClaimStrings{auth.Audience},
 			IssuedAt: jwt.NewNumericDate(iat), ExpiresAt: jwt.NewNumericDate(iat.Add(life)),
-		}).SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		})
 	}
 	verifier := auth.NewSigner(key, auth.TTL(time.Hour), fixedClock(now))
 	tests := []struct {
@@ -354,14 +385,10 @@ func TestUnknownRolesInATokenAreIgnored(t *testing.T) {
 	verifier := auth.NewSigner(key, fixedClock(now))
 	sign := func(t *testing.T, roles any) string {
 		t.Helper()
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
-			"iss": auth.Issuer, "sub": "user-1", "iat": now.Unix(), "nbf": now.Unix(),
-			"exp": now.Add(time.Hour).Unix(), "roles": roles,
-		}).SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return signAs(t, key, jwt.MapClaims{
+			"iss": auth.Issuer, "aud": auth.Audience, "sub": "user-1", "iat": now.Unix(), "nbf": now.Unix(),
+			"exp": now.Add(10 * time.Minute).Unix(), "roles": roles,
+		})
 	}
 	c, err := verifier.VerifyClaims(sign(t, []string{"superuser", "ADMIN", auth.RoleAdmin, "auditor"}))
 	if err != nil {

@@ -52,15 +52,18 @@ type Mesh struct {
 	// DrainDelay is the pause between deregistering and stopping, so callers'
 	// registry caches learn an instance is going before it stops answering.
 	DrainDelay Duration `yaml:"drain_delay" env:"MARKETMESH_DRAIN_DELAY"`
-	// ServiceKeyFile holds the mesh key services sign their calls with
-	// (plugins/svcauth); MARKETMESH_SERVICE_KEY (base64) overrides it.
-	// Relative to DataDir; generated on first run in development.
-	ServiceKeyFile string `yaml:"service_key_file" env:"MARKETMESH_SERVICE_KEY_FILE"`
 }
 
-// Consul says where the registry and KV store are.
+// Consul says where the registry and KV store are, and which ACL token this
+// process presents there (see APIConfig).
 type Consul struct {
 	Address string `yaml:"address" env:"CONSUL_HTTP_ADDR"`
+	// Token is the ACL token (its secret ID) sent with every Consul request.
+	// Prefer TokenFile: a variable shows in the process environment.
+	Token string `yaml:"token" env:"CONSUL_HTTP_TOKEN"`
+	// TokenFile holds the token (surrounding space trimmed); read at start.
+	// Used when Token is empty. The same variable names as Consul's CLI.
+	TokenFile string `yaml:"token_file" env:"CONSUL_HTTP_TOKEN_FILE"`
 	// KVPrefix is where live values are read from: <prefix>/rpc holds RPC as YAML or JSON.
 	KVPrefix string `yaml:"kv_prefix" env:"MARKETMESH_KV_PREFIX"`
 	// CheckInterval is how often Consul probes each instance's /healthz.
@@ -107,9 +110,8 @@ func Defaults() Mesh {
 			BreakerFailures: 5,
 			BreakerOpenFor:  Duration(5 * time.Second),
 		},
-		Log:            Log{Level: "info"},
-		ServiceKeyFile: "keys/service.key",
-		DrainDelay:     Duration(time.Second),
+		Log:        Log{Level: "info"},
+		DrainDelay: Duration(time.Second),
 	}
 }
 
@@ -227,6 +229,25 @@ func setField(fv reflect.Value, raw string) error {
 		return fmt.Errorf("unsupported field type %s", fv.Type())
 	}
 	return nil
+}
+
+// LocalEnv is the development environment (make run, tests): the only one
+// where missing secret keys are generated instead of refused.
+const LocalEnv = "local"
+
+// IsLocal reports whether this is the development environment.
+func (m Mesh) IsLocal() bool { return m.Env == LocalEnv }
+
+// mesh is implemented by *Mesh and by every struct embedding Mesh.
+func (m *Mesh) mesh() *Mesh { return m }
+
+// MeshOf returns the Mesh that cfg (a pointer to Mesh or to a struct
+// embedding it, as given to Load) holds, if any.
+func MeshOf(cfg any) (*Mesh, bool) {
+	if m, ok := cfg.(interface{ mesh() *Mesh }); ok {
+		return m.mesh(), true
+	}
+	return nil, false
 }
 
 // Path resolves p against the data directory unless it is absolute.

@@ -152,13 +152,11 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// ConsulKV returns the KV handle of the Consul agent at addr.
-func ConsulKV(addr string) (*consul.KV, error) {
-	cfg := consul.DefaultConfig()
-	cfg.Address = addr
-	c, err := consul.NewClient(cfg)
+// ConsulKV returns the KV handle of the Consul agent c names, with c's token.
+func ConsulKV(c Consul) (*consul.KV, error) {
+	client, err := ConsulClient(c)
 	if err != nil {
-		return nil, fmt.Errorf("consul client %s: %w", addr, err)
+		return nil, err
 	}
-	return c.KV(), nil
+	return client.KV(), nil
 }

@@ -42,7 +42,7 @@ func adminMesh(agent *meshtest.Agent) config.Mesh {
 func startAdminProducer(t *testing.T, agent *meshtest.Agent, opts ...events.RelayOption) (*producer, string) {
 	t.Helper()
 	db := openDB(t)
-	svc, err := service.New("events-admin-producer", adminMesh(agent), config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0))
+	svc, err := service.New("producer", adminMesh(agent), config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0), service.Policy(svcauth.AllowAll()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,20 +71,16 @@ func startAdminProducer(t *testing.T, agent *meshtest.Agent, opts ...events.Rela
 	return &producer{db: db, relay: relay, metrics: metrics}, svc.Name()
 }
 
-// callerClient is a client stack that signs its calls as the service named
-// as with key (unsigned when as is empty).
-func callerClient(t *testing.T, agent *meshtest.Agent, as string, key []byte) client.Client {
+// callerClient is a client stack proving the service named as with a
+// certificate from agent's Connect CA (in plain text, without any
+// certificate, when agent is nil).
+func callerClient(t *testing.T, agent *meshtest.Agent, reg *meshtest.Agent, as string) client.Client {
 	t.Helper()
 	opts := []rpcclient.Option{rpcclient.Metrics(prometheus.NewRegistry())}
-	if as != "" {
-		signer, err := svcauth.NewSigner(as, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts = append(opts, rpcclient.Sign(signer))
+	if agent != nil {
+		opts = append(opts, rpcclient.Identity(agent.Identity(t, as)))
 	}
-	reg := service.NewRegistry(config.Consul{Address: agent.Addr}, "", "")
-	return rpcclient.New(reg, config.NewLive(testRPC), opts...)
+	return rpcclient.New(service.NewRegistry(config.Consul{Address: reg.Addr}, "", ""), config.NewLive(testRPC), opts...)
 }
 
 func TestAdminListsAndReplaysDeadLettersOverRPC(t *testing.T) {
@@ -102,15 +98,7 @@ func TestAdminListsAndReplaysDeadLettersOverRPC(t *testing.T) {
 		return nil
 	})
 
-	key, err := service.ServiceKey(adminMesh(agent))
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherKey, err := svcauth.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	asAPI := events.NewAdminClient(callerClient(t, agent, events.AdminCaller, key), producerName)
+	asAPI := events.NewAdminClient(callerClient(t, agent, agent, events.AdminCaller), producerName)
 	ctx := context.Background()
 	stillDead := func(t *testing.T) {
 		t.Helper()
@@ -141,17 +129,25 @@ func TestAdminListsAndReplaysDeadLettersOverRPC(t *testing.T) {
 	})
 
 	t.Run("only the api may call EventsAdmin", func(t *testing.T) {
+		admin := events.NewAdminClient(callerClient(t, agent, agent, "marketmesh.orders"), producerName)
+		_, err := admin.DeadLetters(ctx, "")
+		if me := rpcfake.RequireCode(t, err, "events", 403); !strings.Contains(me.Detail, events.AdminDeadLettersEndpoint) {
+			t.Errorf("another service: DeadLetters refused with %q, which does not name the endpoint", me.Detail)
+		}
+		rpcfake.RequireCode(t, admin.Replay(ctx, c.name, 1), "events", 403)
+		// Without a certificate from the mesh's CA there is no call at all:
+		// the TLS handshake fails and the client reports the service unavailable.
+		foreign := meshtest.Consul(t) // another Consul: another CA
 		for name, cl := range map[string]client.Client{
-			"another service":                  callerClient(t, agent, "marketmesh.orders", key),
-			"an unsigned caller":               callerClient(t, agent, "", nil),
-			"the api's name under another key": callerClient(t, agent, events.AdminCaller, otherKey),
+			"a caller without a certificate":        callerClient(t, nil, agent, ""),
+			"the api's name from another mesh's CA": callerClient(t, foreign, agent, events.AdminCaller),
 		} {
-			admin := events.NewAdminClient(cl, producerName)
-			_, err := admin.DeadLetters(ctx, "")
-			if me := rpcfake.RequireCode(t, err, "events", 403); !strings.Contains(me.Detail, events.AdminDeadLettersEndpoint) {
-				t.Errorf("%s: DeadLetters refused with %q, which does not name the endpoint", name, me.Detail)
-			}
-			rpcfake.RequireCode(t, admin.Replay(ctx, c.name, 1), "events", 403)
+			t.Run(name, func(t *testing.T) {
+				admin := events.NewAdminClient(cl, producerName)
+				_, err := admin.DeadLetters(ctx, "")
+				rpcfake.RequireCode(t, err, producerName, 503)
+				rpcfake.RequireCode(t, admin.Replay(ctx, c.name, 1), producerName, 503)
+			})
 		}
 		stillDead(t)
 	})

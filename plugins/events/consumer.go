@@ -10,6 +10,8 @@ import (
 
 	merrors "go-micro.dev/v4/errors"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // Handler applies one event inside tx, the same transaction that records it
@@ -119,6 +121,12 @@ func (e *Events) Deliver(ctx context.Context, ev *Event, ack *Ack) error {
 func (c *Consumer) deliver(ctx context.Context, ev *Event, ack *Ack) error {
 	if ev.ID == "" || ev.Topic == "" {
 		return merrors.BadRequest("events", "event id and topic are required")
+	}
+	// Only the service that publishes a topic delivers it, as itself: its
+	// certificate, not the event, says who it is (svcauth.MayPublish).
+	if err := svcauth.MayPublish(ctx, "events", ev.Source, ev.Topic); err != nil {
+		slog.WarnContext(ctx, "events: delivery refused", "topic", ev.Topic, "id", ev.ID, "source", ev.Source, "caller", svcauth.Caller(ctx), "err", err)
+		return err
 	}
 	h, ok := c.handlers[ev.Topic]
 	if !ok {

@@ -21,6 +21,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/meshtest"
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 var testRPC = config.RPC{
@@ -176,7 +177,7 @@ func startProducer(t *testing.T, agent *meshtest.Agent, opts ...events.RelayOpti
 func runProducer(t *testing.T, agent *meshtest.Agent, db *bolt.DB, opts ...events.RelayOption) *producer {
 	t.Helper()
 	reg := service.NewRegistry(config.Consul{Address: agent.Addr}, "", "")
-	c := rpcclient.New(reg, config.NewLive(testRPC), rpcclient.Metrics(prometheus.NewRegistry()))
+	c := rpcclient.New(reg, config.NewLive(testRPC), rpcclient.Metrics(prometheus.NewRegistry()), rpcclient.Identity(agent.Identity(t, "marketmesh.producer")))
 	metrics := prometheus.NewRegistry()
 	opts = append([]events.RelayOption{events.Poll(100 * time.Millisecond), events.Discover(200 * time.Millisecond), events.Metrics(metrics)}, opts...)
 	relay := events.NewRelay(db, c, reg, opts...)
@@ -309,7 +310,7 @@ func startConsumerWith(t *testing.T, agent *meshtest.Agent, name string, failFir
 	mesh.RPC = testRPC
 	mesh.Log.Level = "error"
 	mesh.DataDir = agent.DataDir
-	svc, err := service.New(name, mesh, config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0))
+	svc, err := service.New(name, mesh, config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0), service.Policy(svcauth.AllowAll()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,9 +435,9 @@ func TestRelay(t *testing.T) {
 	t.Run("a redelivered event is acknowledged as a duplicate and not handled twice", func(t *testing.T) {
 		c := startConsumer(t, agent, "events-dedupe", nil, "dedupe.created")
 		reg := service.NewRegistry(config.Consul{Address: agent.Addr}, "", "")
-		cl := rpcclient.New(reg, config.NewLive(testRPC), rpcclient.Metrics(prometheus.NewRegistry()))
+		cl := rpcclient.New(reg, config.NewLive(testRPC), rpcclient.Metrics(prometheus.NewRegistry()), rpcclient.Identity(agent.Identity(t, "marketmesh.producer")))
 
-		ev := events.Event{ID: ulid.Make().String(), Topic: "dedupe.created", Source: "test", Time: time.Now().UTC(), Payload: []byte(`{"n":1}`)}
+		ev := events.Event{ID: ulid.Make().String(), Topic: "dedupe.created", Source: "marketmesh.producer", Time: time.Now().UTC(), Payload: []byte(`{"n":1}`)}
 		for i, wantDup := range []bool{false, true, true} {
 			var ack events.Ack
 			if err := cl.Call(context.Background(), cl.NewRequest(c.name, events.Endpoint, &ev), &ack); err != nil {

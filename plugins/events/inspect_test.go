@@ -12,6 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // inspectFixture is a bbolt file in a temp folder with the events buckets,
@@ -87,14 +89,16 @@ func TestInspectReadsOutboxCursorsInboxAndDeadLetters(t *testing.T) {
 	c := NewConsumer(db)
 	c.On("c.done", func(context.Context, *bolt.Tx, Event) error { return nil })
 	before := time.Now().UTC().Truncate(time.Second)
+	// What the server wrapper puts in the context of a call proven to come from the producer.
+	fromProducer := svcauth.WithPolicy(svcauth.WithCaller(context.Background(), "marketmesh.other"), svcauth.AllowAll())
 	for _, id := range []string{"OTHER1", "OTHER2", "OTHER1"} {
 		var ack Ack
-		if err := c.deliver(context.Background(), &Event{ID: id, Topic: "c.done"}, &ack); err != nil {
+		if err := c.deliver(fromProducer, &Event{ID: id, Topic: "c.done", Source: "marketmesh.other"}, &ack); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Not its topic: acknowledged without an inbox entry.
-	if err := c.deliver(context.Background(), &Event{ID: "NOTOURS", Topic: "d.other"}, &Ack{}); err != nil {
+	if err := c.deliver(fromProducer, &Event{ID: "NOTOURS", Topic: "d.other", Source: "marketmesh.other"}, &Ack{}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,5 +1,10 @@
 // Package keyfile loads secret keys from the environment or a file, and in
 // development generates one on first use. No secret is ever compiled in.
+//
+// Outside development (config `env` other than "local"; service.Boot calls
+// Generate(false)) a missing key is never generated: the start fails with a
+// message naming the variable, so a deploy cannot silently run on a fresh
+// random key that its other instances, or its next start, do not share.
 package keyfile
 
 import (
@@ -10,7 +15,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 )
+
+var noGenerate atomic.Bool
+
+// Generate sets whether Load may generate a missing key (it may by default:
+// development and tests). service.Boot turns it off outside env local.
+func Generate(allowed bool) { noGenerate.Store(!allowed) }
 
 // Load returns the key: base64 from the environment variable envName if set;
 // else the file at path (base64 text); else, when generate is not nil, a new
@@ -27,10 +39,16 @@ func Load(envName, path string, generate func() ([]byte, error)) ([]byte, error)
 	if path == "" {
 		return nil, fmt.Errorf("keyfile: neither %s nor a key file is configured", envName)
 	}
-	if k, err := read(path); err == nil || !errors.Is(err, fs.ErrNotExist) || generate == nil {
+	k, err := read(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return k, err
 	}
-	k, err := generate()
+	if generate == nil || noGenerate.Load() {
+		return nil, fmt.Errorf("keyfile: %s is not set and the key file %s does not exist "+
+			"(keys are generated only in development, env: local): set %s (base64) or provide the file",
+			envName, path, envName)
+	}
+	k, err = generate()
 	if err != nil {
 		return nil, fmt.Errorf("keyfile: generate %s: %w", path, err)
 	}

@@ -130,7 +130,7 @@ func TestLoadFails(t *testing.T) {
 		{name: "an env value that is not base64 names the variable", env: "not base64!", generate: true, want: envName},
 		{name: "a key file that is not base64 names the file", file: "%%%\n", generate: true, want: "jwt.key"},
 		{name: "no env and no path is an error", noPath: true, generate: true, want: "neither"},
-		{name: "a missing file without a generator is an error", want: "no such file"},
+		{name: "a missing file without a generator names the variable", want: envName + " is not set and the key file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,5 +166,33 @@ func TestLoadReportsGeneratorErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a key file exists after a failed generate (stat: %v)", err)
+	}
+}
+
+func TestLoadNeverGeneratesOutsideDevelopment(t *testing.T) {
+	t.Setenv(envName, "")
+	keyfile.Generate(false)
+	t.Cleanup(func() { keyfile.Generate(true) })
+	path := filepath.Join(t.TempDir(), "jwt.key")
+	gen, calls := counter()
+	_, err := keyfile.Load(envName, path, gen)
+	if err == nil || !strings.Contains(err.Error(), "set "+envName) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Load error = %v, want one naming %s and %s", err, envName, path)
+	}
+	if calls.Load() != 0 {
+		t.Fatal("generate ran although generation is off")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a key file was written although generation is off (stat: %v)", err)
+	}
+
+	// A key that is there (a docker secret, an env value) still loads.
+	want := []byte("0123456789abcdef0123456789abcdef")
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(want)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := keyfile.Load(envName, path, gen)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("Load = %q, %v; want the file's key", got, err)
 	}
 }

@@ -5,6 +5,7 @@
 package meshtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -14,9 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-micro/plugins/v4/registry/consul"
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/consul/sdk/freeport"
 	"github.com/hashicorp/consul/sdk/testutil"
+	"github.com/prometheus/client_golang/prometheus"
+	"go-micro.dev/v4/client"
+	"go-micro.dev/v4/registry"
+
+	"github.com/marketmesh/marketmesh/plugins/config"
+	"github.com/marketmesh/marketmesh/plugins/meshtls"
+	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 )
 
 // pollEvery is how often the Wait helpers and Eventually look again.
@@ -38,7 +47,7 @@ type Agent struct {
 // it has elected itself leader and registered its node, and stops it when the
 // test ends. Its logs are printed only if the test fails or runs verbose.
 // Without a consul binary on PATH the test fails: it never skips.
-func Consul(t testing.TB) *Agent {
+func Consul(t testing.TB, opts ...Option) *Agent {
 	t.Helper()
 	if _, err := exec.LookPath("consul"); err != nil {
 		t.Fatalf("meshtest: no consul binary on PATH (%v); build it once with `make consul` "+
@@ -47,7 +56,11 @@ func Consul(t testing.TB) *Agent {
 	srv, err := testutil.NewTestServerConfigT(t, func(c *testutil.TestServerConfig) {
 		c.LogLevel = "info"
 		c.Bind = "127.0.0.1"
-		c.Connect = nil // no CA to bootstrap: faster start, and the mesh does not use Connect
+		for _, o := range opts {
+			o(c)
+		}
+		// The mesh's service identities are Connect certificates (plugins/meshtls).
+		c.Connect = map[string]any{"enabled": true}
 	})
 	if err != nil {
 		t.Fatalf("meshtest: start consul: %v", err)
@@ -61,14 +74,42 @@ func Consul(t testing.TB) *Agent {
 	})
 	srv.WaitForLeader(t)
 	srv.WaitForSerfCheck(t)
+	srv.WaitForActiveCARoot(t)
 
 	cfg := api.DefaultConfig()
 	cfg.Address = srv.HTTPAddr
+	cfg.Token = srv.Config.ACL.Tokens.InitialManagement // WithACL
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		t.Fatalf("meshtest: consul client: %v", err)
 	}
 	return &Agent{Addr: srv.HTTPAddr, Client: client, DataDir: t.TempDir()}
+}
+
+// Identity returns a started identity for service ("marketmesh.orders")
+// from the agent's Connect CA: a test's client proves it is that service
+// with rpcclient.Identity(id). It stops when the test ends.
+func (a *Agent) Identity(t testing.TB, service string) *meshtls.Identity {
+	t.Helper()
+	id := meshtls.New(a.Client, service)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	wait, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	if err := id.Start(wait, ctx); err != nil {
+		t.Fatalf("meshtest: identity %s: %v", service, err)
+	}
+	return id
+}
+
+// Caller returns a client stack (plugins/rpcclient) that proves service
+// ("marketmesh.api") with a certificate from the agent's Connect CA: what a
+// test calls a real server with, as that service.
+func (a *Agent) Caller(t testing.TB, service string) client.Client {
+	t.Helper()
+	reg := consul.NewRegistry(registry.Addrs(a.Addr))
+	return rpcclient.New(reg, config.NewLive(config.Defaults().RPC),
+		rpcclient.Identity(a.Identity(t, service)), rpcclient.Metrics(prometheus.NewRegistry()))
 }
 
 // Passing returns the instances of service whose checks all pass.

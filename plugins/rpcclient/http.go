@@ -13,6 +13,7 @@ import (
 	"go-micro.dev/v4/selector"
 
 	"github.com/marketmesh/marketmesh/plugins/config"
+	"github.com/marketmesh/marketmesh/plugins/meshtls"
 )
 
 // HTTP reaches a service's plain HTTP endpoint, whose host:port the service
@@ -30,11 +31,11 @@ type HTTP struct {
 	breakers *breakers
 	live     *config.Live
 	metaKey  string
+	identity *meshtls.Identity
 
 	mu      sync.Mutex
 	version uint64
-	client  *http.Client // for live version; rebuilt when the configuration changes
-	writes  *http.Client // the same for requests with a body
+	clients map[string]*httpClients // per service, for live version; rebuilt when the configuration changes
 }
 
 // WriteResponseTimeout is how long a node may take to answer after the
@@ -49,33 +50,50 @@ func NewHTTP(reg registry.Registry, live *config.Live, metaKey string, opts ...O
 		breakers: newBreakers(live, newMetrics(o.Metrics)),
 		live:     live,
 		metaKey:  metaKey,
+		identity: o.Identity,
 	}
 }
 
-// httpClient returns the client for the current live configuration: the
-// dial and response header timeouts are transport fields, so a change of
-// either builds a new transport (requests in flight finish on the old one).
-func (h *HTTP) httpClient(write bool) *http.Client {
+// httpClients are the clients of one service: one for requests without a
+// body and one for requests with one (uploads), which wait longer for the
+// answer. Each service has its own connections: over mutual TLS a connection
+// is checked, at its handshake, to reach the service it was dialed for, and
+// is then never used for another.
+type httpClients struct{ reads, writes *http.Client }
+
+// httpClient returns the client for service in the current live
+// configuration: the dial and response header timeouts are transport
+// fields, so a change of either builds new transports (requests in flight
+// finish on the old ones).
+func (h *HTTP) httpClient(service string, write bool) *http.Client {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if v := h.live.Version(); h.client == nil || v != h.version {
-		if h.client != nil {
-			h.client.CloseIdleConnections()
-			h.writes.CloseIdleConnections()
+	if v := h.live.Version(); h.clients == nil || v != h.version {
+		for _, c := range h.clients {
+			c.reads.CloseIdleConnections()
+			c.writes.CloseIdleConnections()
 		}
+		h.clients, h.version = map[string]*httpClients{}, v
+	}
+	c := h.clients[service]
+	if c == nil {
 		cfg := h.live.Get()
 		transport := func(header time.Duration) *http.Client {
 			t := http.DefaultTransport.(*http.Transport).Clone()
 			t.DialContext = (&net.Dialer{Timeout: cfg.DialTimeout.D(), KeepAlive: 30 * time.Second}).DialContext
 			t.ResponseHeaderTimeout = header
+			if h.identity != nil {
+				t.TLSClientConfig = h.identity.ClientConfig(service)
+			}
 			return &http.Client{Transport: t}
 		}
-		h.client, h.writes, h.version = transport(cfg.RequestTimeout.D()), transport(max(WriteResponseTimeout, cfg.RequestTimeout.D())), v
+		c = &httpClients{reads: transport(cfg.RequestTimeout.D()), writes: transport(max(WriteResponseTimeout, cfg.RequestTimeout.D()))}
+		h.clients[service] = c
 	}
 	if write {
-		return h.writes
+		return c.writes
 	}
-	return h.client
+	return c.reads
 }
 
 // Do sends req to a healthy node of service: req.URL's path and query are
@@ -102,9 +120,13 @@ func (h *HTTP) Do(ctx context.Context, service string, req *http.Request) (*http
 		return nil, unavailable(service, fmt.Sprintf("node %s publishes no %q address", node.Id, h.metaKey))
 	}
 	out := req.Clone(ctx)
-	out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = "http", addr, addr, ""
+	scheme := "http"
+	if h.identity != nil {
+		scheme = "https"
+	}
+	out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = scheme, addr, addr, ""
 	var resp *http.Response
-	c := h.httpClient(req.Body != nil && req.Body != http.NoBody)
+	c := h.httpClient(service, req.Body != nil && req.Body != http.NoBody)
 	err = h.breakers.run(service, endpoint, node.Id, func() error {
 		var err error
 		resp, err = c.Do(out)

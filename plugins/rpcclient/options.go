@@ -9,7 +9,7 @@ import (
 	"go-micro.dev/v4/registry"
 	"go-micro.dev/v4/selector"
 
-	"github.com/marketmesh/marketmesh/plugins/svcauth"
+	"github.com/marketmesh/marketmesh/plugins/meshtls"
 )
 
 // Options configure the client stack.
@@ -21,8 +21,11 @@ type Options struct {
 	// Selector picks nodes from a watched cache of the registry; clients of
 	// one process should share one, so Consul is watched once.
 	Selector selector.Selector
-	// Signer signs every call with the service's mesh credential (plugins/svcauth).
-	Signer *svcauth.Signer
+	// Identity is the certificate the client proves its service with, and
+	// the CA it checks servers against (mutual TLS). Without it the client
+	// dials in plain text, which no marketmesh server accepts: only tests of
+	// the stack itself against bare go-micro servers go without.
+	Identity *meshtls.Identity
 }
 
 // Option changes Options.
@@ -36,9 +39,9 @@ func Wrap(w ...client.Wrapper) Option {
 	return func(o *Options) { o.Wrappers = append(o.Wrappers, w...) }
 }
 
-// Sign makes every call carry s's credential, so callees can check which
-// service calls them.
-func Sign(s *svcauth.Signer) Option { return func(o *Options) { o.Signer = s } }
+// Identity makes every call go over mutual TLS as id's service, to a server
+// that proves the service called (see meshtls.Identity.CheckService).
+func Identity(id *meshtls.Identity) Option { return func(o *Options) { o.Identity = id } }
 
 // Selector shares a node selector (see NewSelector) between clients.
 func Selector(sel selector.Selector) Option { return func(o *Options) { o.Selector = sel } }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
-	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // ClientID is the go-micro error Id of failures raised on the calling side.
@@ -45,11 +44,17 @@ func New(reg registry.Registry, live *config.Live, opts ...Option) client.Client
 		client.DialTimeout(cfg.DialTimeout.D()),
 		client.WrapCall(b.wrapCall),
 	}
+	if o.Identity != nil {
+		copts = append(copts,
+			grpcclient.AuthTLS(o.Identity.ClientConfig("")),
+			func(co *client.Options) { grpcclient.DialOptions(o.Identity.CheckService())(&co.CallOptions) },
+		)
+	}
 	for _, w := range o.Wrappers {
 		copts = append(copts, client.Wrap(w))
 	}
 	copts = append(copts, client.Wrap(func(c client.Client) client.Client {
-		return &stack{Client: c, live: live, breakers: b, metrics: m, signer: o.Signer}
+		return &stack{Client: c, live: live, breakers: b, metrics: m}
 	}))
 	return grpcclient.NewClient(copts...)
 }
@@ -59,7 +64,6 @@ type stack struct {
 	live     *config.Live
 	breakers *breakers
 	metrics  *metrics
-	signer   *svcauth.Signer
 }
 
 // Call applies the per-call policy, then normalizes calling-side failures
@@ -77,9 +81,6 @@ func (s *stack) Call(ctx context.Context, req client.Request, rsp interface{}, o
 	attempt := callTimeout(opts, cfg.RequestTimeout.D())
 	budget := time.Duration(retries+1) * (attempt + attemptSlack)
 	ctx = rpcmeta.Outgoing(ctx)
-	if s.signer != nil {
-		ctx = s.signer.Outgoing(ctx, req.Service(), req.Endpoint())
-	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	var hidAll bool

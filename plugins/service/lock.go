@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/marketmesh/marketmesh/plugins/boltdb"
+	"github.com/marketmesh/marketmesh/plugins/config"
 )
 
 // LockPrefix is the Consul KV folder of the single-instance locks: one key
@@ -60,9 +61,7 @@ func (s *Service) Exclusive(db *bolt.DB) error {
 	if err != nil {
 		return fmt.Errorf("%s: single-instance lock: %w", s.name, err)
 	}
-	cfg := consul.DefaultConfig()
-	cfg.Address = s.opts.Mesh.Consul.Address
-	client, err := consul.NewClient(cfg)
+	client, err := config.ConsulClient(s.opts.Mesh.Consul)
 	if err != nil {
 		return fmt.Errorf("%s: single-instance lock: %w", s.name, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/marketmesh/marketmesh/plugins/config"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 // Options describe one service process.
@@ -17,6 +18,8 @@ type Options struct {
 	DrainDelay time.Duration
 	// CheckPath is the ops path Consul probes (default /readyz).
 	CheckPath string
+	// Policy is the call table the server enforces (default svcauth.Mesh).
+	Policy svcauth.Policy
 }
 
 // Option changes Options.
@@ -31,8 +34,12 @@ func DrainDelay(d time.Duration) Option { return func(o *Options) { o.DrainDelay
 // CheckPath sets the HTTP path Consul probes on the ops address.
 func CheckPath(p string) Option { return func(o *Options) { o.CheckPath = p } }
 
+// Policy sets the call table the server enforces; tests of the plugins,
+// whose services have made-up names, use svcauth.AllowAll.
+func Policy(p svcauth.Policy) Option { return func(o *Options) { o.Policy = p } }
+
 func newOptions(name string, mesh config.Mesh, srv config.Server, opts ...Option) Options {
-	o := Options{Name: name, Version: "dev", Mesh: mesh, Server: srv, DrainDelay: mesh.DrainDelay.D(), CheckPath: "/readyz"}
+	o := Options{Name: name, Version: "dev", Mesh: mesh, Server: srv, DrainDelay: mesh.DrainDelay.D(), CheckPath: "/readyz", Policy: svcauth.Mesh}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -8,6 +8,7 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,15 +23,17 @@ import (
 	"github.com/go-micro/plugins/v4/registry/consul"
 	grpcserver "github.com/go-micro/plugins/v4/server/grpc"
 	"github.com/google/uuid"
+	"github.com/hashicorp/consul/api"
 	"go-micro.dev/v4/broker"
 	"go-micro.dev/v4/client"
 	merrors "go-micro.dev/v4/errors"
 	"go-micro.dev/v4/registry"
 	"go-micro.dev/v4/server"
 
+	"github.com/marketmesh/marketmesh/plugins/apierror"
 	"github.com/marketmesh/marketmesh/plugins/config"
-	"github.com/marketmesh/marketmesh/plugins/keyfile"
 	"github.com/marketmesh/marketmesh/plugins/logging"
+	"github.com/marketmesh/marketmesh/plugins/meshtls"
 	"github.com/marketmesh/marketmesh/plugins/rpcclient"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/plugins/svcauth"
@@ -54,7 +57,8 @@ type Service struct {
 	opsLn    net.Listener
 	metrics  *serverMetrics
 	metadata map[string]string
-	verifier *svcauth.Verifier
+	identity *meshtls.Identity
+	consul   *api.Client
 	lock     *serviceLock // set by Exclusive
 
 	mu      sync.Mutex
@@ -80,28 +84,20 @@ func New(name string, mesh config.Mesh, srv config.Server, opts ...Option) (*Ser
 	nodeID := full + "-" + instance // go-micro's node ID: <name>-<server id>
 	reg := NewRegistry(mesh.Consul, opsPort, CheckURL(o.CheckPath, nodeID))
 	live := config.NewLive(mesh.RPC)
-	key, err := ServiceKey(mesh)
+	cc, err := config.ConsulClient(mesh.Consul)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("%s: %w", full, err)
 	}
-	signer, err := svcauth.NewSigner(full, key)
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
-	verifier, err := svcauth.NewVerifier(full, key)
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
+	identity := meshtls.New(cc, full)
 	s := &Service{
-		verifier: verifier,
+		consul:   cc,
+		identity: identity,
 		opts:     o,
 		name:     full,
 		reg:      reg,
 		live:     live,
-		client:   rpcclient.New(reg, live, rpcclient.Sign(signer)),
+		client:   rpcclient.New(reg, live, rpcclient.Identity(identity)),
 		health:   NewHealth(nodeID),
 		opsLn:    ln,
 		metrics:  newServerMetrics(),
@@ -123,26 +119,16 @@ func New(name string, mesh config.Mesh, srv config.Server, opts ...Option) (*Ser
 		server.Broker(broker.NewMemoryBroker()),
 		server.Wait(nil), // track in-flight calls so Stop drains them
 		server.WrapHandler(s.wrapHandler),
+		// Mutual TLS: callers prove their service with a Connect certificate.
+		grpcserver.AuthTLS(identity.ServerConfig()),
 	)
+	s.health.Add("identity", func(context.Context) error {
+		if !identity.Ready() {
+			return errors.New("no certificate from Consul Connect yet")
+		}
+		return nil
+	})
 	return s, nil
-}
-
-// ServiceKey loads the mesh key every process signs its calls with:
-// MARKETMESH_SERVICE_KEY (base64), else mesh.ServiceKeyFile under the data
-// dir, generated on first run (development: one file shared by every process).
-func ServiceKey(mesh config.Mesh) ([]byte, error) {
-	path := mesh.ServiceKeyFile
-	if path != "" {
-		path = mesh.Path(path)
-	}
-	k, err := keyfile.Load(svcauth.KeyEnv, path, svcauth.NewKey)
-	if err != nil {
-		return nil, fmt.Errorf("service key: %w", err)
-	}
-	if len(k) < svcauth.KeySize {
-		return nil, fmt.Errorf("service key: %s must be %d bytes, got %d", svcauth.KeyEnv, svcauth.KeySize, len(k))
-	}
-	return k, nil
 }
 
 // CheckURL is the path Consul probes for one instance. It names the instance
@@ -159,8 +145,21 @@ func CheckURL(path, nodeID string) string {
 // crashed instance from the catalog by itself; callers stop using it as soon
 // as its check turns critical. Consul shows the version and node metadata in
 // the service Meta (see readableRegistry).
+//
+// The registry's Consul client carries c's ACL token (config.Consul.APIConfig).
+// A token file that cannot be read is logged here and the client goes
+// anonymous; service.Boot has already refused to start in that case.
 func NewRegistry(c config.Consul, opsPort, checkPath string) registry.Registry {
-	opts := []registry.Option{registry.Addrs(c.Address)}
+	// The address travels in the client config, not registry.Addrs: given
+	// Addrs, the plugin first probes /v1/agent/host, which needs
+	// operator:read (a 403 in Consul's log for every process).
+	var opts []registry.Option
+	if cfg, err := c.APIConfig(); err != nil {
+		slog.Error("consul registry without a token", "err", err)
+		opts = append(opts, registry.Addrs(c.Address))
+	} else {
+		opts = append(opts, consul.Config(cfg))
+	}
 	if opsPort != "" {
 		interval := c.CheckInterval.D()
 		if interval <= 0 {
@@ -226,9 +225,23 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	if kv, err := config.ConsulKV(s.opts.Mesh.Consul.Address); err == nil {
+	if kv, err := config.ConsulKV(s.opts.Mesh.Consul); err == nil {
 		wg.Go(func() { s.live.WatchConsul(workCtx, kv, s.opts.Mesh.Consul.KVPrefix, s.opts.Mesh.RPC) })
 	}
+	// The certificate comes first: without it no caller could reach us.
+	wg.Go(func() { _ = s.identity.Run(workCtx) })
+	if err := s.identity.Wait(ctx); err != nil { // stopped while waiting
+		stopWork()
+		wg.Wait()
+		_ = ops.Close()
+		slog.Info("stopped before getting a certificate", "err", err)
+		return nil
+	}
+	wg.Go(func() {
+		if err := publishIntentions(s.consul, s.name, s.opts.Policy); err != nil {
+			slog.Warn("call table not shown in Consul's intentions", "err", err)
+		}
+	})
 	lost := make(chan error, 1)
 	if s.lock != nil {
 		if err := s.lock.acquire(ctx); err != nil { // stopped while waiting
@@ -290,11 +303,16 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) wrapHandler(next server.HandlerFunc) server.HandlerFunc {
 	return func(ctx context.Context, req server.Request, rsp interface{}) (err error) {
 		ctx = rpcmeta.Incoming(ctx)
-		switch caller, verr := s.verifier.Verify(ctx, req.Endpoint()); {
-		case verr == nil:
+		caller, cerr := s.identity.CallerOf(ctx)
+		if cerr == nil {
 			ctx = svcauth.WithCaller(ctx, caller)
-		case !errors.Is(verr, svcauth.ErrNoCredential):
-			slog.WarnContext(ctx, "service credential refused", "endpoint", req.Endpoint(), "err", verr)
+		}
+		policy := s.opts.Policy
+		ctx = svcauth.WithPolicy(ctx, policy)
+		if rpcmeta.Caller(ctx) != "" && !policy.MayActForUsers(caller) {
+			// Only a service that authenticates end users may say which one a
+			// call acts for; from any other caller the claim is dropped.
+			ctx = rpcmeta.WithCaller(ctx, "")
 		}
 		start := time.Now()
 		defer func() {
@@ -317,6 +335,35 @@ func (s *Service) wrapHandler(next server.HandlerFunc) server.HandlerFunc {
 			}
 			s.metrics.observe(req.Endpoint(), strconv.Itoa(code), start)
 		}()
+		if err := policy.Allow(caller, s.name, req.Endpoint()); err != nil {
+			slog.WarnContext(ctx, "call refused by the call table", "caller", caller, "endpoint", req.Endpoint(), "identity_err", cerr)
+			return err
+		}
 		return next(ctx, req, rsp)
 	}
 }
+
+// Identity is the service's certificate identity (mutual TLS, Consul Connect).
+func (s *Service) Identity() *meshtls.Identity { return s.identity }
+
+// Policy is the call table the server enforces.
+func (s *Service) Policy() svcauth.Policy { return s.opts.Policy }
+
+// GuardHTTP serves h over the service's mutual TLS identity for the callers
+// the call table allows on svcauth.HTTPEndpoint (the images blob endpoint):
+// others get 403 with a JSON error. Use with TLSConfig.
+func (s *Service) GuardHTTP(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller, cerr := s.identity.CallerOfHTTP(r)
+		if err := s.opts.Policy.Allow(caller, s.name, svcauth.HTTPEndpoint); err != nil {
+			slog.WarnContext(r.Context(), "HTTP request refused by the call table", "caller", caller, "path", r.URL.Path, "identity_err", cerr)
+			apierror.WriteStatus(w, r, http.StatusForbidden, err.(*merrors.Error).Detail)
+			return
+		}
+		ctx := svcauth.WithPolicy(svcauth.WithCaller(r.Context(), caller), s.opts.Policy)
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// TLSConfig is the server TLS configuration for the service's HTTP endpoints.
+func (s *Service) TLSConfig() *tls.Config { return s.identity.ServerConfig() }

@@ -20,6 +20,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/meshtest"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 )
 
 type PingRequest struct {
@@ -143,7 +144,7 @@ func TestService(t *testing.T) {
 
 	t.Run("Run registers the instance as passing and cancelling removes it before Run returns", func(t *testing.T) {
 		const drain = 2 * time.Second
-		svc, err := service.New("lifecycle", mesh(agent), config.Server{Address: "127.0.0.1:0"},
+		svc, err := service.New("lifecycle", mesh(agent), config.Server{Address: "127.0.0.1:0"}, service.Policy(svcauth.AllowAll()),
 			service.DrainDelay(drain), service.Version("1.2.3"))
 		if err != nil {
 			t.Fatal(err)
@@ -217,7 +218,7 @@ func TestService(t *testing.T) {
 	})
 
 	t.Run("the ops endpoints report health, readiness and metrics, and a failing check turns the instance critical", func(t *testing.T) {
-		svc, err := service.New("ops", mesh(agent), config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0))
+		svc, err := service.New("ops", mesh(agent), config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0), service.Policy(svcauth.AllowAll()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +240,7 @@ func TestService(t *testing.T) {
 		if r := get(t, base+"/healthz"); r.status != 200 || strings.TrimSpace(r.body) != `{"status":"ok"}` {
 			t.Fatalf("/healthz: %d %s", r.status, r.body)
 		}
-		if r := get(t, base+"/readyz"); r.status != 200 || strings.TrimSpace(r.body) != `{"status":"ready","checks":{"cache":"ok","store":"ok"}}` {
+		if r := get(t, base+"/readyz"); r.status != 200 || strings.TrimSpace(r.body) != `{"status":"ready","checks":{"cache":"ok","identity":"ok","store":"ok"}}` {
 			t.Fatalf("/readyz: %d %s", r.status, r.body)
 		}
 
@@ -284,7 +285,7 @@ func TestService(t *testing.T) {
 	})
 
 	t.Run("handler errors keep business codes and hide everything else behind an opaque 500", func(t *testing.T) {
-		svc, err := service.New("errors", mesh(agent), config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0))
+		svc, err := service.New("errors", mesh(agent), config.Server{Address: "127.0.0.1:0"}, service.DrainDelay(0), service.Policy(svcauth.AllowAll()))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -112,7 +112,9 @@ func run(ctx context.Context) error {
 	}
 	svc.SetMetadata(imagesrpc.HTTPAddressKey, advertised)
 	srv := &http.Server{
-		Handler:           handler.NewHTTP(db, handler.HTTPOptions{MaxDecodeBytes: cfg.Images.MaxDecodeBytes, Decoding: decoding}),
+		// Mutual TLS, and only the callers the call table allows (the api).
+		Handler:           svc.GuardHTTP(handler.NewHTTP(db, handler.HTTPOptions{MaxDecodeBytes: cfg.Images.MaxDecodeBytes, Decoding: decoding})),
+		TLSConfig:         svc.TLSConfig(),
 		ReadHeaderTimeout: 5 * time.Second,
 		// Each handler sets its own, tighter deadlines; these bound the rest.
 		ReadTimeout:    2 * time.Minute,
@@ -138,7 +140,7 @@ func run(ctx context.Context) error {
 // lets in-flight transfers finish for up to shutdownGrace.
 func serveBlobs(ctx context.Context, srv *http.Server, ln net.Listener, failed *atomic.Pointer[error]) {
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.ServeTLS(ln, "", "") }() // certificates from srv.TLSConfig
 	select {
 	case err := <-done:
 		if !errors.Is(err, http.ErrServerClosed) {

@@ -107,18 +107,13 @@ func TestServiceOverTheMesh(t *testing.T) {
 	agent.WaitPassing(t, productsrpc.Service, 1, 15*time.Second)
 	agent.WaitPassing(t, publicationsrpc.Service, 1, 15*time.Second)
 
-	c := publicationsrpc.NewClient(rpcclient.New(service.NewRegistry(mesh.Consul, "", ""), config.NewLive(mesh.RPC)))
-	// The stock calls are the orders service's: a client signing with the
-	// mesh key as orders makes them.
-	key, err := service.ServiceKey(mesh)
-	if err != nil {
-		t.Fatal(err)
+	// Each client proves a service with a certificate from the agent's
+	// Connect CA: the api's calls act for users, the stock calls are orders'.
+	as := func(svc string) *publicationsrpc.Client {
+		return publicationsrpc.NewClient(rpcclient.New(service.NewRegistry(mesh.Consul, "", ""), config.NewLive(mesh.RPC),
+			rpcclient.Identity(agent.Identity(t, svc))))
 	}
-	signer, err := svcauth.NewSigner(ordersrpc.Service, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orders := publicationsrpc.NewClient(rpcclient.New(service.NewRegistry(mesh.Consul, "", ""), config.NewLive(mesh.RPC), rpcclient.Sign(signer)))
+	c, orders := as(svcauth.API), as(ordersrpc.Service)
 	seller := rpcmeta.WithCaller(context.Background(), "seller-1")
 	code := func(err error) int32 {
 		var me *merrors.Error
@@ -154,6 +149,10 @@ func TestServiceOverTheMesh(t *testing.T) {
 			if _, err := c.Reserve(ctx, publicationsrpc.ReserveRequest{ReservationID: "order-0", PublicationID: pub.ID, Quantity: 1, TTLSeconds: 30}); code(err) != 403 {
 				t.Errorf("Reserve by %s: %v, want 403", who, err)
 			}
+		}
+		// Not even products, a service publications trusts with its events.
+		if _, err := as(svcauth.Products).Reserve(context.Background(), publicationsrpc.ReserveRequest{ReservationID: "order-0", PublicationID: pub.ID, Quantity: 1, TTLSeconds: 30}); code(err) != 403 {
+			t.Errorf("Reserve by products: %v, want 403", err)
 		}
 	})
 	t.Run("stock calls work over the wire", func(t *testing.T) {

@@ -56,7 +56,7 @@ func TestDocumentValid(t *testing.T) {
 		t.Errorf("servers = %v, want %v", servers, want)
 	}
 	for _, name := range []string{
-		"Error", "User", "PublicProfile", "LoginResponse", "WishlistItem", "BankAccount",
+		"Error", "User", "PublicProfile", "LoginResponse", "RefreshRequest", "WishlistItem", "BankAccount",
 		"Device", "NotificationPreferences", "WishlistItemList", "BankAccountList", "DeviceList",
 		"WishlistEntry", "SellerProfile", "Money", "Product", "ProductList", "ProductPage", "Category",
 		"CategoryTree", "Publication", "PublicationList", "PublicationPage", "ImageView", "ImageViewList",
@@ -150,6 +150,8 @@ var (
 var routes = []route{
 	{"POST", "/v1/auth/register", false, codes([]int{201, 409, 429}, body, failures)},
 	{"POST", "/v1/auth/login", false, codes([]int{200, 401, 429}, body, failures)},
+	{"POST", "/v1/auth/refresh", false, codes([]int{200, 401, 429}, body, failures)},
+	{"POST", "/v1/auth/logout", false, codes([]int{204, 401, 429}, body, failures)},
 	{"GET", "/v1/users/me", true, codes([]int{200, 401}, failures)},
 	{"PATCH", "/v1/users/me", true, codes([]int{200, 401}, body, failures)},
 	{"GET", "/v1/users/{id}", false, codes([]int{200, 404}, failures)},
@@ -355,6 +357,11 @@ func requestSchema(t *testing.T, doc *openapi3.T, method, path string) *openapi3
 	return doc.Paths.Find(path).GetOperation(method).RequestBody.Value.Content.Get("application/json").Schema.Value
 }
 
+// tokenPairJSON is an answer of login and refresh.
+const tokenPairJSON = `{"token":"eyJ.x.y","token_type":"Bearer","expires_at":"2024-05-01T12:15:00Z","expires_in":900,` +
+	`"refresh_token":"rt","refresh_token_expires_at":"2024-05-31T12:00:00Z",` +
+	`"user":{"id":"u1","email":"a@example.com","name":"A","phone":"","created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z"}}`
+
 func TestSchemasAcceptAndReject(t *testing.T) {
 	doc := loadDoc(t)
 	errSchema := doc.Components.Schemas["Error"].Value
@@ -370,6 +377,16 @@ func TestSchemasAcceptAndReject(t *testing.T) {
 		{"register missing email", requestSchema(t, doc, "POST", "/v1/auth/register"), `{"password":"12345678","name":"A"}`, false},
 		{"register long name", requestSchema(t, doc, "POST", "/v1/auth/register"), `{"email":"a@example.com","password":"12345678","name":"` + strings.Repeat("x", 101) + `"}`, false},
 		{"login missing password", requestSchema(t, doc, "POST", "/v1/auth/login"), `{"email":"a@example.com"}`, false},
+		{"refresh ok", requestSchema(t, doc, "POST", "/v1/auth/refresh"), `{"refresh_token":"Jr8dNQ0mV4m3vJ0s9Z1xq3P2yT6bW5cA8eD7fG1hK2l"}`, true},
+		{"refresh without a token", requestSchema(t, doc, "POST", "/v1/auth/refresh"), `{}`, false},
+		{"refresh with an empty token", requestSchema(t, doc, "POST", "/v1/auth/refresh"), `{"refresh_token":""}`, false},
+		{"refresh with another field", requestSchema(t, doc, "POST", "/v1/auth/refresh"), `{"refresh_token":"t","user_id":"u1"}`, false},
+		{"logout ok", requestSchema(t, doc, "POST", "/v1/auth/logout"), `{"refresh_token":"t"}`, true},
+		{"logout without a token", requestSchema(t, doc, "POST", "/v1/auth/logout"), `{}`, false},
+		{"a token pair", schema(doc, "LoginResponse"), tokenPairJSON, true},
+		{"a token pair without its refresh token", schema(doc, "LoginResponse"), strings.Replace(tokenPairJSON, `"refresh_token":"rt",`, ``, 1), false},
+		{"a token pair of another type", schema(doc, "LoginResponse"), strings.Replace(tokenPairJSON, `"Bearer"`, `"MAC"`, 1), false},
+		{"a token pair without expires_in", schema(doc, "LoginResponse"), strings.Replace(tokenPairJSON, `"expires_in":900,`, ``, 1), false},
 		{"patch me empty", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{}`, false},
 		{"patch me clear phone", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":""}`, true},
 		{"patch me phone", requestSchema(t, doc, "PATCH", "/v1/users/me"), `{"phone":"+4915112345678"}`, true},
@@ -968,6 +985,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		{"PublicationList", publicationsrpc.SearchResponse{Items: []publicationsrpc.Publication{publication}}},
 		{"ImageView", view},
 		{"PublicProfile", profile},
+		{"RefreshRequest", usersrpc.RefreshRequest{RefreshToken: "rt"}},
 		{"ProductPage", map[string]any{"product": product, "images": []any{view}, "publications": []any{publication}, "partial": false, "unavailable": []string{}}},
 		{"PublicationPage", map[string]any{"publication": publication, "product": product, "images": []any{}, "seller": profile, "partial": false, "unavailable": []string{}}},
 		{"CreateProductRequest", productsrpc.CreateRequest{Name: "P", Category: "phones", Attributes: map[string]string{}}},

@@ -1,6 +1,6 @@
 // Package ratelimit holds the api's abuse limits: how fast one client
-// address may try passwords and create accounts, without letting anyone
-// lock an account's owner out.
+// address may try passwords, create accounts and use refresh tokens,
+// without letting anyone lock an account's owner out.
 //
 // # Logins
 //
@@ -52,6 +52,7 @@ const (
 	LimitLoginClientAccount = "login_client_account" // failures on one account from one address
 	LimitLoginAccount       = "login_account"        // a guarded account, to an address that failed on it
 	LimitRegisterClient     = "register_client"      // sign-ups from one address
+	LimitRefreshClient      = "refresh_client"       // token refreshes and logouts from one address
 )
 
 // Refused is the error of an attempt a limit refused.
@@ -267,8 +268,8 @@ func (l *Login) Tracked() (clients, pairs, accounts int) {
 	return l.clients.len(), l.pairs.len(), l.accounts.len()
 }
 
-// PerClient limits an action (registration) per client address: n per
-// period, all of them available at once.
+// PerClient limits an action (registration, token refresh) per client
+// address: n per period, all of them available at once.
 type PerClient struct {
 	limit string
 	rule  rule

@@ -92,7 +92,7 @@ func TestLoginGrantsTheAdminRoleToListedUsersOnly(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ta.users.Answer = func(endpoint string, _ any) (any, error) {
-				return &usersrpc.User{ID: tt.uid, Email: "ada@example.com"}, nil
+				return &usersrpc.Session{User: usersrpc.User{ID: tt.uid, Email: "ada@example.com"}, RefreshToken: "rt-1"}, nil
 			}
 			rec := ta.do(t, req{method: "POST", path: "/v1/auth/login", body: `{"email":"ada@example.com","password":"password123"}`})
 			if rec.Code != 200 {

@@ -15,8 +15,10 @@ func TestEveryAnswerIsNosniffAndPrivateOnesAreNotStored(t *testing.T) {
 	ta := newTestAPI(t)
 	ta.users.Answer = func(endpoint string, _ any) (any, error) {
 		switch endpoint {
-		case "Users.Register", "Users.Authenticate", "Users.Me":
+		case "Users.Register", "Users.Me":
 			return &usersrpc.User{ID: "01HCALLER", Email: "ada@example.com"}, nil
+		case "Users.Login", "Users.Refresh":
+			return &usersrpc.Session{User: usersrpc.User{ID: "01HCALLER", Email: "ada@example.com"}, RefreshToken: "rt-1"}, nil
 		}
 		return nil, nil
 	}
@@ -31,6 +33,8 @@ func TestEveryAnswerIsNosniffAndPrivateOnesAreNotStored(t *testing.T) {
 		{"an authenticated list", req{method: "GET", path: "/v1/users/me/wishlist", bearer: tok}, 200, true},
 		{"registration, which returns the account", req{method: "POST", path: "/v1/auth/register", body: `{"email":"ada@example.com","password":"password123","name":"Ada"}`}, 201, true},
 		{"login, which returns a token", req{method: "POST", path: "/v1/auth/login", body: `{"email":"ada@example.com","password":"password123"}`}, 200, true},
+		{"refresh, which returns a token", req{method: "POST", path: "/v1/auth/refresh", body: `{"refresh_token":"rt-1"}`}, 200, true},
+		{"logout, which answers nothing", req{method: "POST", path: "/v1/auth/logout", body: `{"refresh_token":"rt-1"}`}, 204, true},
 		{"an error", req{method: "GET", path: "/v1/users/me"}, 401, true},
 		{"an unknown route", req{method: "GET", path: "/v1/nothing"}, 404, true},
 		{"an unknown docs asset", req{method: "GET", path: "/docs/nothing.js"}, 404, true},

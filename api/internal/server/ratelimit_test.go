@@ -16,14 +16,14 @@ import (
 // ownerPassword is the one password the fake users service accepts.
 const ownerPassword = "owner-password"
 
-// rejectAll makes every Authenticate a 401 from the users service, except
-// with ownerPassword.
+// rejectAll makes every Login a 401 from the users service, except with
+// ownerPassword.
 func rejectAll(ta *testAPI) {
 	ta.users.Answer = func(endpoint string, r any) (any, error) {
 		switch endpoint {
-		case "Users.Authenticate":
+		case "Users.Login":
 			if req, ok := r.(*usersrpc.AuthenticateRequest); ok && req.Password == ownerPassword {
-				return &usersrpc.User{ID: "01HOWNER", Email: req.Email}, nil
+				return &usersrpc.Session{User: usersrpc.User{ID: "01HOWNER", Email: req.Email}, RefreshToken: "rt-owner"}, nil
 			}
 			return nil, merrors.Unauthorized(usersrpc.Service, "wrong email or password")
 		case "Users.Register":
@@ -53,7 +53,7 @@ func loginWith(t *testing.T, ta *testAPI, email, password, remote, xff string) *
 func authCalls(ta *testAPI) int {
 	n := 0
 	for _, c := range ta.users.Calls() {
-		if c.Endpoint == "Users.Authenticate" {
+		if c.Endpoint == "Users.Login" {
 			n++
 		}
 	}
@@ -80,7 +80,7 @@ func TestFailedLoginsAreLimitedPerAccountAndAddress(t *testing.T) {
 		t.Error("empty message")
 	}
 	if n := authCalls(ta); n != 3 {
-		t.Errorf("users.Authenticate called %d times, want 3 (the limited attempt must not reach it)", n)
+		t.Errorf("users.Login called %d times, want 3 (the limited attempt must not reach it)", n)
 	}
 
 	t.Run("the email is matched case- and space-insensitively", func(t *testing.T) {

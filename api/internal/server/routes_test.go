@@ -68,6 +68,8 @@ func TestEveryRouteIsServed(t *testing.T) {
 	bodies := map[string]string{
 		"POST /v1/auth/register":                    `{"email":"ada@example.com","password":"password123","name":"Ada"}`,
 		"POST /v1/auth/login":                       `{"email":"ada@example.com","password":"password123"}`,
+		"POST /v1/auth/refresh":                     `{"refresh_token":"rt-1"}`,
+		"POST /v1/auth/logout":                      `{"refresh_token":"rt-1"}`,
 		"PATCH /v1/users/me":                        `{"name":"Ada"}`,
 		"POST /v1/users/me/wishlist":                `{"publication_id":"pub-1"}`,
 		"POST /v1/users/me/bank-accounts":           `{"holder":"Ada","bank":"DB","account_number":"12345678","currency":"EUR"}`,
@@ -94,8 +96,10 @@ func TestEveryRouteIsServed(t *testing.T) {
 	}
 	ta.users.Answer = func(endpoint string, _ any) (any, error) {
 		switch endpoint {
-		case "Users.Authenticate", "Users.Register":
+		case "Users.Register":
 			return &usersrpc.User{ID: "01HCALLER", Email: "ada@example.com"}, nil
+		case "Users.Login", "Users.Refresh":
+			return &usersrpc.Session{User: usersrpc.User{ID: "01HCALLER", Email: "ada@example.com"}, RefreshToken: "rt-1"}, nil
 		case "Products.Get":
 			return &productsrpc.Product{ID: "p1", CreatorID: "01HCALLER"}, nil
 		}
@@ -136,8 +140,10 @@ func TestSuccessfulResponses(t *testing.T) {
 	ta := newTestAPI(t)
 	ta.users.Answer = func(endpoint string, _ any) (any, error) {
 		switch endpoint {
-		case "Users.Register", "Users.Authenticate":
+		case "Users.Register":
 			return &usersrpc.User{ID: "01HNEWUSER", Email: "ada@example.com", Name: "Ada"}, nil
+		case "Users.Login":
+			return &usersrpc.Session{User: usersrpc.User{ID: "01HNEWUSER", Email: "ada@example.com", Name: "Ada"}, RefreshToken: "rt-1"}, nil
 		case "Users.AddWishlist":
 			return &usersrpc.WishlistAdded{Item: usersrpc.WishlistItem{PublicationID: "pub-1"}, Created: true}, nil
 		case "Users.AddBankAccount":

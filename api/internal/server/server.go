@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"path"
@@ -67,6 +68,10 @@ type Options struct {
 	LoginPerMinuteIP, LoginPerMinuteEmail, LoginFailuresPerHourAccount int
 	// RegisterPerHourIP bounds sign-ups per client address an hour (default 20).
 	RegisterPerHourIP int
+	// RefreshPerMinuteIP bounds token refreshes and logouts per client
+	// address a minute (default 60): a client refreshes once per access
+	// token lifetime, so this leaves room for many clients behind one NAT.
+	RefreshPerMinuteIP int
 	// CORSOrigins are the browser origins allowed to call the api from
 	// another origin ("*": any); none means DefaultCORSOrigins.
 	CORSOrigins []string
@@ -93,6 +98,7 @@ type API struct {
 	clients       *clientaddr.Resolver
 	logins        *ratelimit.Login
 	registrations *ratelimit.PerClient
+	refreshes     *ratelimit.PerClient // refresh and logout
 	cors          corsPolicy
 	metrics       *httpMetrics
 	mux           *http.ServeMux
@@ -132,6 +138,9 @@ func New(o Options) *API {
 	if o.RegisterPerHourIP <= 0 {
 		o.RegisterPerHourIP = 20
 	}
+	if o.RefreshPerMinuteIP <= 0 {
+		o.RefreshPerMinuteIP = 60
+	}
 	if len(o.CORSOrigins) == 0 {
 		o.CORSOrigins = DefaultCORSOrigins
 	}
@@ -160,6 +169,7 @@ func New(o Options) *API {
 			PerAccount:       o.LoginFailuresPerHourAccount,
 		}),
 		registrations: ratelimit.NewPerClient(ratelimit.LimitRegisterClient, o.RegisterPerHourIP, time.Hour, 0, nil),
+		refreshes:     ratelimit.NewPerClient(ratelimit.LimitRefreshClient, o.RefreshPerMinuteIP, time.Minute, 0, nil),
 		cors:          newCORSPolicy(o.CORSOrigins),
 		metrics:       newHTTPMetrics(o.Metrics),
 		mux:           http.NewServeMux(),
@@ -170,6 +180,8 @@ func New(o Options) *API {
 	a.routes = []route{
 		{"POST", "/v1/auth/register", false, a.register},
 		{"POST", "/v1/auth/login", false, a.login},
+		{"POST", "/v1/auth/refresh", false, a.refresh},
+		{"POST", "/v1/auth/logout", false, a.logout},
 		{"GET", "/v1/users/me", true, a.me},
 		{"PATCH", "/v1/users/me", true, a.updateMe},
 		{"GET", "/v1/users/{id}", false, a.profile},
@@ -335,6 +347,9 @@ func (a *API) authenticate(r *http.Request) (auth.Claims, error) {
 		return auth.Claims{}, apierror.New(http.StatusUnauthorized, "Authorization header must be 'Bearer <token>'")
 	}
 	claims, err := a.signer.VerifyClaims(strings.TrimSpace(token))
+	if errors.Is(err, auth.ErrExpired) {
+		return auth.Claims{}, apierror.New(http.StatusUnauthorized, "token expired: get a new one from POST /v1/auth/refresh with the refresh token")
+	}
 	if err != nil {
 		return auth.Claims{}, apierror.New(http.StatusUnauthorized, "invalid or expired token")
 	}

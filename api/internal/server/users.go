@@ -52,10 +52,20 @@ type loginBody struct {
 	Password string `json:"password"`
 }
 
-type loginResponse struct {
-	Token     string        `json:"token"`
-	ExpiresAt time.Time     `json:"expires_at"`
-	User      usersrpc.User `json:"user"`
+// tokenResponse is the answer of login and refresh: a short-lived access
+// token (a JWT for Authorization: Bearer) and the refresh token that gets
+// the next one, with the fields of an OAuth 2.0 token response (RFC 6749
+// §5.1) beside ours.
+type tokenResponse struct {
+	Token     string    `json:"token"`
+	TokenType string    `json:"token_type"` // always "Bearer"
+	ExpiresAt time.Time `json:"expires_at"`
+	ExpiresIn int64     `json:"expires_in"` // the token's lifetime in seconds
+	// RefreshToken is exchanged at POST /v1/auth/refresh for a new pair;
+	// each works once.
+	RefreshToken          string        `json:"refresh_token"`
+	RefreshTokenExpiresAt time.Time     `json:"refresh_token_expires_at"`
+	User                  usersrpc.User `json:"user"`
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) error {
@@ -72,7 +82,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return a.tooMany(w, err, "login attempts")
 	}
-	u, err := a.users.Authenticate(r.Context(), usersrpc.AuthenticateRequest(b))
+	s, err := a.users.Login(r.Context(), usersrpc.AuthenticateRequest(b))
 	if err != nil {
 		if status, _ := apierror.Status(err); status == http.StatusUnauthorized {
 			attempt.Failed()
@@ -82,12 +92,84 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	attempt.Succeeded()
-	token, exp, err := a.signer.Issue(u.ID, a.rolesOf(u.ID)...)
+	return a.writeTokens(w, s)
+}
+
+// writeTokens answers a new access token for the session's user, with the
+// session's refresh token. Roles are granted anew each time: an operator
+// removed from API_ADMIN_USERS gets none at the next refresh.
+func (a *API) writeTokens(w http.ResponseWriter, s *usersrpc.Session) error {
+	if s.User.ID == "" || s.RefreshToken == "" {
+		return fmt.Errorf("users answered a session without a user or a refresh token")
+	}
+	token, exp, err := a.signer.Issue(s.User.ID, a.rolesOf(s.User.ID)...)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, loginResponse{Token: token, ExpiresAt: exp, User: *u})
+	writeJSON(w, http.StatusOK, tokenResponse{
+		Token: token, TokenType: "Bearer", ExpiresAt: exp, ExpiresIn: int64(a.signer.TTL() / time.Second),
+		RefreshToken: s.RefreshToken, RefreshTokenExpiresAt: s.RefreshExpiresAt, User: s.User,
+	})
+	return nil
+}
+
+// refreshBody is the body of refresh and logout.
+type refreshBody struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+// maxRefreshToken bounds the refresh_token sent: ours are 43 characters, so
+// anything much longer is refused here rather than carried to the users
+// service.
+const maxRefreshToken = 256
+
+// decodeRefresh reads a refresh or logout body and takes a token from the
+// client address's budget.
+func (a *API) decodeRefresh(w http.ResponseWriter, r *http.Request, what string) (string, error) {
+	var b refreshBody
+	if err := decodeJSON(w, r, a.opts.MaxBody, &b); err != nil {
+		return "", err
+	}
+	if err := required([2]string{"refresh_token", b.RefreshToken}); err != nil {
+		return "", err
+	}
+	// Every well-formed attempt counts, good token or not.
+	if err := a.refreshes.Allow(a.clientAddr(r)); err != nil {
+		return "", a.tooMany(w, err, what+" from this address")
+	}
+	if len(b.RefreshToken) > maxRefreshToken {
+		return "", apierror.New(http.StatusUnauthorized, "refresh token is not valid: log in again")
+	}
+	return b.RefreshToken, nil
+}
+
+// refresh exchanges a refresh token for a new access token and a new
+// refresh token; the one presented is spent. A spent token presented again
+// revokes its session (the users service decides: package session there).
+func (a *API) refresh(w http.ResponseWriter, r *http.Request) error {
+	token, err := a.decodeRefresh(w, r, "token refreshes")
+	if err != nil {
+		return err
+	}
+	s, err := a.users.Refresh(r.Context(), token)
+	if err != nil {
+		return err
+	}
+	return a.writeTokens(w, s)
+}
+
+// logout revokes the session of a refresh token. Access tokens already
+// issued stay valid until they expire (at most the token TTL).
+func (a *API) logout(w http.ResponseWriter, r *http.Request) error {
+	token, err := a.decodeRefresh(w, r, "logouts")
+	if err != nil {
+		return err
+	}
+	if err := a.users.Logout(r.Context(), token); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

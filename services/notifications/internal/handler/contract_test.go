@@ -92,20 +92,12 @@ func TestTheContractOverTheMesh(t *testing.T) {
 		t.Errorf("registry metadata %s = %q, want %q", events.SubscribesKey, got, strings.Join(topics, ","))
 	}
 
-	// The api signs its calls with the mesh key; a client without the
-	// signer, and another service, prove nothing or something else.
-	key, err := service.ServiceKey(mesh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := svcauth.NewSigner(service.FullName("api"), key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The api proves itself with a Connect certificate; a client without
+	// one gets no answer at all, and another service is refused.
 	reg := service.NewRegistry(mesh.Consul, "", "")
-	api := notificationsrpc.NewClient(rpcclient.New(reg, config.NewLive(mesh.RPC), rpcclient.Sign(signer)))
+	api := notificationsrpc.NewClient(rpcclient.New(reg, config.NewLive(mesh.RPC), rpcclient.Identity(agent.Identity(t, svcauth.API))))
 	unsigned := notificationsrpc.NewClient(rpcclient.New(reg, config.NewLive(mesh.RPC)))
-	peer := notificationsrpc.NewClient(svc.Client()) // signs as marketmesh.notifications
+	peer := notificationsrpc.NewClient(rpcclient.New(reg, config.NewLive(mesh.RPC), rpcclient.Identity(agent.Identity(t, svcauth.Orders))))
 	ada := user("u-ada")
 
 	t.Run("List pages the caller's notifications newest first", func(t *testing.T) {
@@ -125,7 +117,10 @@ func TestTheContractOverTheMesh(t *testing.T) {
 		if strings.Join(got, ",") != "a2,waiting,sent,dead,a1" {
 			t.Errorf("List = %v", got)
 		}
-		page, err := unsigned.List(ada, notificationsrpc.PageRequest{PageSize: 1})
+		if _, err := unsigned.List(ada, notificationsrpc.PageRequest{PageSize: 1}); !is(err, 503, "") {
+			t.Errorf("List without a certificate = %v, want 503: no connection", err)
+		}
+		page, err := api.List(ada, notificationsrpc.PageRequest{PageSize: 1})
 		if err != nil || len(page.Items) != 1 || page.Items[0].ID != "a2" || page.Items[0].CreatedAt.IsZero() ||
 			page.Items[0].Status != notificationsrpc.StatusQueued || page.Items[0].OrderID != "ord-2" {
 			t.Errorf("List without a service credential = %+v, %v; users' own lists need none", page, err)
@@ -146,12 +141,16 @@ func TestTheContractOverTheMesh(t *testing.T) {
 			!dl.FailedAt.Equal(t0.Add(2*time.Minute)) || !strings.Contains(dl.LastError, "gave up after 3 attempts") {
 			t.Errorf("dead letter = %+v", dl)
 		}
-		for name, c := range map[string]*notificationsrpc.Client{"without a credential": unsigned, "as another service": peer} {
-			if _, err := c.DeadLetters(ada, notificationsrpc.PageRequest{}); !is(err, 403, "") {
-				t.Errorf("DeadLetters %s = %v, want 403", name, err)
+		for name, c := range map[string]*notificationsrpc.Client{"without a certificate": unsigned, "as another service": peer} {
+			want := int32(403)
+			if c == unsigned {
+				want = 503 // the handshake fails: no call
 			}
-			if _, err := c.Retry(ada, "dead"); !is(err, 403, "") {
-				t.Errorf("Retry %s = %v, want 403", name, err)
+			if _, err := c.DeadLetters(ada, notificationsrpc.PageRequest{}); !is(err, want, "") {
+				t.Errorf("DeadLetters %s = %v, want %d", name, err, want)
+			}
+			if _, err := c.Retry(ada, "dead"); !is(err, want, "") {
+				t.Errorf("Retry %s = %v, want %d", name, err, want)
 			}
 		}
 	})
@@ -208,7 +207,7 @@ func TestTheContractOverTheMesh(t *testing.T) {
 			t.Fatal(err)
 		}
 		kicked := k.count()
-		cl := svc.Client()
+		cl := agent.Caller(t, svcauth.Users) // the publisher of user.registered
 		for i := range 2 {
 			var ack events.Ack
 			if err := cl.Call(context.Background(), cl.NewRequest(notificationsrpc.Service, events.Endpoint, &ev), &ack); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 	"github.com/marketmesh/marketmesh/services/products/internal/handler"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
 )
@@ -120,7 +121,7 @@ func (f *fixture) deliver(t *testing.T, id string, pc publicationsrpc.Publicatio
 	}
 	ev := events.Event{ID: id, Topic: publicationsrpc.TopicPublicationChanged, Source: publicationsrpc.Service, Time: time.Now(), Payload: payload}
 	var ack events.Ack
-	if err := f.events.Deliver(anon, &ev, &ack); err != nil {
+	if err := f.events.Deliver(fromPublications, &ev, &ack); err != nil {
 		t.Fatalf("Deliver(%s) = %v", id, err)
 	}
 	return ack
@@ -410,8 +411,8 @@ func TestPublicationEventsSetPricesOnce(t *testing.T) {
 		f.deliver(t, ulid.Make().String(), publicationsrpc.PublicationChanged{PublicationID: "x", ProductID: ulid.Make().String(), Price: usd(1), Quantity: 1, Status: "active"})
 	})
 	t.Run("an event whose payload does not decode is acknowledged", func(t *testing.T) {
-		ev := events.Event{ID: ulid.Make().String(), Topic: publicationsrpc.TopicPublicationChanged, Payload: json.RawMessage(`"nope"`)}
-		if err := f.events.Deliver(anon, &ev, &events.Ack{}); err != nil {
+		ev := events.Event{ID: ulid.Make().String(), Topic: publicationsrpc.TopicPublicationChanged, Source: publicationsrpc.Service, Payload: json.RawMessage(`"nope"`)}
+		if err := f.events.Deliver(fromPublications, &ev, &events.Ack{}); err != nil {
 			t.Fatalf("Deliver = %v", err)
 		}
 	})
@@ -480,3 +481,8 @@ func TestDeletePublishesProductDeleted(t *testing.T) {
 		microErr(t, f.h.Get(anon, &productsrpc.GetRequest{ID: p.ID}, &productsrpc.Product{}), 404)
 	})
 }
+
+// fromPublications is the context of a call proven to come from
+// publications, the publisher of publication.changed, as the server wrapper
+// makes it.
+var fromPublications = svcauth.WithPolicy(svcauth.WithCaller(context.Background(), publicationsrpc.Service), svcauth.Mesh)

@@ -20,6 +20,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/meshtest"
 	"github.com/marketmesh/marketmesh/plugins/money"
 	"github.com/marketmesh/marketmesh/plugins/service"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 	"github.com/marketmesh/marketmesh/services/products/internal/handler"
 	"github.com/marketmesh/marketmesh/services/products/internal/store"
 )
@@ -78,7 +79,7 @@ func TestOverRPC(t *testing.T) {
 		t.Errorf("registry metadata %s = %q", events.SubscribesKey, got)
 	}
 
-	c := productsrpc.NewClient(svc.Client())
+	c := productsrpc.NewClient(agent.Caller(t, svcauth.API)) // users act through the api
 	alice := as("alice")
 	p, err := c.Create(alice, productsrpc.CreateRequest{Name: "Pixel 9 Pro", Description: "Google phone", Category: "Electronics/Phones",
 		Brand: "Google", Attributes: map[string]string{"storage": "256GB"}})
@@ -126,12 +127,12 @@ func TestOverRPC(t *testing.T) {
 		})
 	}
 
-	// A publication event, delivered as a producer's relay would.
+	// A publication event, delivered as its producer's relay would: as publications.
 	payload, _ := json.Marshal(publicationsrpc.PublicationChanged{PublicationID: "pub1", ProductID: p.ID, SellerID: "alice",
 		Price: money.Money{Amount: 74900, Currency: "USD"}, Quantity: 1, Status: publicationsrpc.StatusActive})
 	ev := &events.Event{ID: ulid.Make().String(), Topic: publicationsrpc.TopicPublicationChanged, Source: publicationsrpc.Service,
 		Time: time.Now().UTC(), Payload: payload}
-	cl := svc.Client()
+	cl := agent.Caller(t, svcauth.Publications)
 	for i := range 2 {
 		var ack events.Ack
 		if err := cl.Call(context.Background(), cl.NewRequest(productsrpc.Service, events.Endpoint, ev), &ack); err != nil {

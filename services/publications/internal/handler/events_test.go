@@ -12,6 +12,7 @@ import (
 	"github.com/marketmesh/marketmesh/contracts/publicationsrpc"
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/rpcfake"
+	"github.com/marketmesh/marketmesh/plugins/svcauth"
 	"github.com/marketmesh/marketmesh/services/publications/internal/handler"
 )
 
@@ -79,7 +80,7 @@ func TestProductDeletedClosesTheProductsPublications(t *testing.T) {
 
 	ev := productDeleted(t, ulid.Make().String(), "prod-1")
 	var ack events.Ack
-	if err := consumer.Deliver(context.Background(), ev, &ack); err != nil || ack.Duplicate {
+	if err := consumer.Deliver(fromProducts(), ev, &ack); err != nil || ack.Duplicate {
 		t.Fatalf("Deliver = %v, %+v", err, ack)
 	}
 
@@ -133,7 +134,7 @@ func TestProductDeletedClosesTheProductsPublications(t *testing.T) {
 	t.Run("a redelivery is a duplicate and does nothing", func(t *testing.T) {
 		n, woken := len(f.outbox(t)), f.relay.n.Load()
 		var ack events.Ack
-		if err := consumer.Deliver(context.Background(), ev, &ack); err != nil || !ack.Duplicate {
+		if err := consumer.Deliver(fromProducts(), ev, &ack); err != nil || !ack.Duplicate {
 			t.Fatalf("Deliver again = %v, %+v", err, ack)
 		}
 		if len(f.outbox(t)) != n || f.relay.n.Load() != woken {
@@ -143,7 +144,7 @@ func TestProductDeletedClosesTheProductsPublications(t *testing.T) {
 	t.Run("another event for the same product closes nothing more", func(t *testing.T) {
 		n, woken := len(f.outbox(t)), f.relay.n.Load()
 		var ack events.Ack
-		if err := consumer.Deliver(context.Background(), productDeleted(t, ulid.Make().String(), "prod-1"), &ack); err != nil || ack.Duplicate {
+		if err := consumer.Deliver(fromProducts(), productDeleted(t, ulid.Make().String(), "prod-1"), &ack); err != nil || ack.Duplicate {
 			t.Fatalf("Deliver = %v, %+v", err, ack)
 		}
 		if len(f.outbox(t)) != n || f.relay.n.Load() != woken {
@@ -158,13 +159,13 @@ func TestProductDeletedThatCannotApplyIsAcknowledged(t *testing.T) {
 	p := f.create(t, "s1", createReq("Lamp", 1000, 5))
 	before := len(f.outbox(t))
 	for name, ev := range map[string]*events.Event{
-		"an undecodable payload": {ID: ulid.Make().String(), Topic: productsrpc.TopicProductDeleted, Payload: json.RawMessage(`"nope"`)},
+		"an undecodable payload": {ID: ulid.Make().String(), Topic: productsrpc.TopicProductDeleted, Source: productsrpc.Service, Payload: json.RawMessage(`"nope"`)},
 		"no product ID":          productDeleted(t, ulid.Make().String(), ""),
 		"an unknown product":     productDeleted(t, ulid.Make().String(), "prod-9"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			var ack events.Ack
-			if err := consumer.Deliver(context.Background(), ev, &ack); err != nil {
+			if err := consumer.Deliver(fromProducts(), ev, &ack); err != nil {
 				t.Fatalf("Deliver = %v, want an acknowledgement", err)
 			}
 		})
@@ -172,4 +173,10 @@ func TestProductDeletedThatCannotApplyIsAcknowledged(t *testing.T) {
 	if got := f.get(t, p.ID); got.Status != publicationsrpc.StatusActive || len(f.outbox(t)) != before {
 		t.Fatalf("publication %+v, %d new events", got, len(f.outbox(t))-before)
 	}
+}
+
+// fromProducts is the context of a call proven to come from products, the
+// publisher of product.deleted, as the server wrapper makes it.
+func fromProducts() context.Context {
+	return svcauth.WithPolicy(svcauth.WithCaller(context.Background(), productsrpc.Service), svcauth.Mesh)
 }

@@ -18,6 +18,9 @@ func TestClientMatchesTheHandler(t *testing.T) {
 	calls := map[string]func() error{
 		"Register":          func() error { _, err := c.Register(ctx, usersrpc.RegisterRequest{}); return err },
 		"Authenticate":      func() error { _, err := c.Authenticate(ctx, usersrpc.AuthenticateRequest{}); return err },
+		"Login":             func() error { _, err := c.Login(ctx, usersrpc.AuthenticateRequest{}); return err },
+		"Refresh":           func() error { _, err := c.Refresh(ctx, "tok"); return err },
+		"Logout":            func() error { return c.Logout(ctx, "tok") },
 		"Me":                func() error { _, err := c.Me(ctx); return err },
 		"Update":            func() error { _, err := c.Update(ctx, usersrpc.UpdateRequest{}); return err },
 		"Profile":           func() error { _, err := c.Profile(ctx, "id"); return err },

@@ -7,6 +7,7 @@ import (
 	merrors "go-micro.dev/v4/errors"
 
 	"github.com/marketmesh/marketmesh/contracts/usersrpc"
+	"github.com/marketmesh/marketmesh/services/users/internal/session"
 	"github.com/marketmesh/marketmesh/services/users/internal/store"
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
 )
@@ -28,6 +29,11 @@ func rpcError(err error, notFound string) error {
 		return merrors.Conflict(id, "%v", err)
 	case errors.Is(err, user.ErrBadCredentials):
 		return merrors.Unauthorized(id, "%v", err)
+	case errors.Is(err, session.ErrUnknown), errors.Is(err, session.ErrExpired), errors.Is(err, session.ErrReused),
+		errors.Is(err, session.ErrRevoked), errors.Is(err, session.ErrAccountGone):
+		return merrors.Unauthorized(id, "%v: log in again", err)
+	case errors.Is(err, user.ErrBusy):
+		return merrors.New(id, err.Error(), 503) // the api adds Retry-After
 	default:
 		slog.Error("users: unexpected error", "err", err)
 		return merrors.InternalServerError(id, "internal error")

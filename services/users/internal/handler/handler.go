@@ -14,6 +14,7 @@ import (
 	"github.com/marketmesh/marketmesh/plugins/events"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
 	"github.com/marketmesh/marketmesh/services/users/internal/sealer"
+	"github.com/marketmesh/marketmesh/services/users/internal/session"
 	"github.com/marketmesh/marketmesh/services/users/internal/store"
 	"github.com/marketmesh/marketmesh/services/users/internal/user"
 )
@@ -23,15 +24,30 @@ type Notifier interface{ Notify() }
 
 // Users is the RPC handler; its type name makes endpoints "Users.<Method>".
 type Users struct {
-	store  *store.Store
-	sealer *sealer.Sealer
-	relay  Notifier
-	now    func() time.Time
+	store      *store.Store
+	sealer     *sealer.Sealer
+	relay      Notifier
+	now        func() time.Time
+	refreshTTL time.Duration
 }
 
+// Option changes a handler setting.
+type Option func(*Users)
+
+// RefreshTTL sets how long a refresh token lives unless used
+// (session.DefaultTTL).
+func RefreshTTL(d time.Duration) Option { return func(h *Users) { h.refreshTTL = d } }
+
+// Clock replaces the handler's clock (tests).
+func Clock(now func() time.Time) Option { return func(h *Users) { h.now = now } }
+
 // New returns the handler.
-func New(s *store.Store, seal *sealer.Sealer, relay Notifier) *Users {
-	return &Users{store: s, sealer: seal, relay: relay, now: func() time.Time { return time.Now().UTC() }}
+func New(s *store.Store, seal *sealer.Sealer, relay Notifier, opts ...Option) *Users {
+	h := &Users{store: s, sealer: seal, relay: relay, now: func() time.Time { return time.Now().UTC() }, refreshTTL: session.DefaultTTL}
+	for _, opt := range opts {
+		opt(h)
+	}
+	return h
 }
 
 func caller(ctx context.Context) (string, error) {

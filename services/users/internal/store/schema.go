@@ -19,10 +19,20 @@ var (
 	deviceBucket   = []byte("devices")                  // user id \x00 token → deviceRecord JSON
 	deviceIndex    = []byte("devices.by_token")         // token → user id (a device belongs to one user)
 	prefsBucket    = []byte("notification_preferences") // user id → prefsRecord JSON
+
+	// Refresh token sessions (package session). A token is known only by
+	// its SHA-256. A session's records live until it expires (its newest
+	// token's expiry), revoked or not, so that a spent token presented
+	// again is recognized as reuse; then the purge drops them.
+	sessionsBucket   = []byte("sessions")                  // session id → sessionRecord JSON
+	sessionsExpiry   = []byte("sessions.by_expiry")        // 8-byte big-endian expiry (Unix ns) + session id → nil: the purge's queue
+	refreshBucket    = []byte("refresh_tokens")            // token SHA-256 (32 bytes) → refreshRecord JSON
+	refreshBySession = []byte("refresh_tokens.by_session") // session id \x00 token SHA-256 → nil: the tokens to drop with their session
 )
 
 func createBuckets(tx *bolt.Tx) error {
-	for _, b := range [][]byte{usersBucket, emailIndex, wishlistBucket, bankBucket, deviceBucket, deviceIndex, prefsBucket} {
+	for _, b := range [][]byte{usersBucket, emailIndex, wishlistBucket, bankBucket, deviceBucket, deviceIndex, prefsBucket,
+		sessionsBucket, sessionsExpiry, refreshBucket, refreshBySession} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}

@@ -4,8 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -23,19 +26,70 @@ const (
 	maxArgonMemory = 1 << 20
 )
 
-// HashPassword returns a PHC-format argon2id hash of password.
+// hashSlots bounds the argon2id computations running at once (sign-ups,
+// logins, and the equal-time check of a login to no account) to the
+// processor count. Each takes a core and 19 MiB for tens of milliseconds:
+// without a bound, a burst of logins would run hundreds at once, every one
+// slowed by all the others and their memory adding up past the container's
+// limit. With it, a burst queues for a slot, at most HashWait.
+var hashSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+
+// HashWait is the longest a password hash or check waits for a slot; then
+// it fails with ErrBusy. Shorter than the callers' RPC deadline (1 s), so
+// the caller gets the answer instead of a timeout.
+var HashWait = 500 * time.Millisecond
+
+// ErrBusy: every slot stayed taken for HashWait; nothing was checked or
+// changed, and the caller may retry shortly (503 with Retry-After).
+var ErrBusy = errors.New("users is busy: too many password checks at once; retry in a second")
+
+// hashSlot takes a slot, waiting at most HashWait; release gives it back.
+func hashSlot() (release func(), err error) {
+	select {
+	case hashSlots <- struct{}{}:
+		return func() { <-hashSlots }, nil
+	default:
+	}
+	t := time.NewTimer(HashWait)
+	defer t.Stop()
+	select {
+	case hashSlots <- struct{}{}:
+		return func() { <-hashSlots }, nil
+	case <-t.C:
+		return nil, ErrBusy
+	}
+}
+
+// checkPassword is VerifyPassword within a slot.
+func checkPassword(hash, password string) (bool, error) {
+	release, err := hashSlot()
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	return VerifyPassword(hash, password), nil
+}
+
+// HashPassword returns a PHC-format argon2id hash of password. It waits for
+// a slot (see hashSlots) and fails with ErrBusy after HashWait.
 func HashPassword(password string) (string, error) {
 	salt := make([]byte, argonSaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("password salt: %w", err)
 	}
+	release, err := hashSlot()
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
-// VerifyPassword reports whether password matches the PHC hash (constant time).
+// VerifyPassword reports whether password matches the PHC hash (constant
+// time). It takes no slot: callers go through checkPassword.
 func VerifyPassword(hash, password string) bool {
 	parts := strings.Split(hash, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
@@ -65,5 +119,9 @@ func VerifyPassword(hash, password string) bool {
 // password, so timing does not reveal which emails are registered.
 var dummyHash, _ = HashPassword("marketmesh-timing-equalizer")
 
-// VerifyNobody spends the time of a password check against no account.
-func VerifyNobody(password string) { VerifyPassword(dummyHash, password) }
+// VerifyNobody spends the time of a password check against no account,
+// within a slot like any check (ErrBusy when none is free in time).
+func VerifyNobody(password string) error {
+	_, err := checkPassword(dummyHash, password)
+	return err
+}

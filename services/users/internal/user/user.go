@@ -138,14 +138,20 @@ func LoginEmail(email, password string) (string, error) {
 // after the work of a password check, so that timing does not tell an
 // unknown email from a wrong password.
 func NoAccount(password string) error {
-	VerifyNobody(password)
+	if err := VerifyNobody(password); err != nil {
+		return err
+	}
 	return ErrBadCredentials
 }
 
 // Authenticate checks password against the account's hash (constant time);
-// a mismatch is ErrBadCredentials.
+// a mismatch is ErrBadCredentials, no free hash slot in time ErrBusy.
 func (u User) Authenticate(password string) error {
-	if !VerifyPassword(u.PasswordHash, password) {
+	ok, err := checkPassword(u.PasswordHash, password)
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return ErrBadCredentials
 	}
 	return nil
