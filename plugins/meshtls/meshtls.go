@@ -43,6 +43,8 @@ type Identity struct {
 	mu          sync.RWMutex
 	cert        *tls.Certificate
 	leafExpiry  time.Time
+	leafSerial  string
+	leafPEM     string
 	roots       *x509.CertPool
 	trustDomain string
 	ready       chan struct{} // closed once both a leaf and roots are held
@@ -140,7 +142,7 @@ func (id *Identity) watch(ctx context.Context, what string, kicks <-chan struct{
 			id.mu.Lock()
 			id.lastErr = err
 			id.mu.Unlock()
-			slog.Warn("meshtls: fetching from Consul Connect failed", "what", what, "service", id.service, "err", err, "retry_in", backoff.String())
+			slog.Warn("meshtls: fetching from Consul Connect failed", "what", what, "identity", id.service, "err", err, "retry_in", backoff.String())
 			select {
 			case <-ctx.Done():
 				return
@@ -214,16 +216,22 @@ func (id *Identity) fetchLeaf(ctx context.Context, index uint64) (uint64, error)
 	if err != nil {
 		return index, err
 	}
+	id.mu.RLock()
+	same := id.cert != nil && id.leafSerial == leaf.SerialNumber && id.leafPEM == leaf.CertPEM
+	id.mu.RUnlock()
+	if same { // a blocking query that timed out answers with what we hold
+		return meta.LastIndex, nil
+	}
 	cert, err := tls.X509KeyPair([]byte(leaf.CertPEM), []byte(leaf.PrivateKeyPEM))
 	if err != nil {
 		return index, fmt.Errorf("leaf certificate: %w", err)
 	}
 	id.mu.Lock()
 	renewed := id.cert != nil
-	id.cert, id.leafExpiry = &cert, leaf.ValidBefore
+	id.cert, id.leafExpiry, id.leafSerial, id.leafPEM = &cert, leaf.ValidBefore, leaf.SerialNumber, leaf.CertPEM
 	id.mu.Unlock()
 	if renewed {
-		slog.Info("meshtls: leaf certificate renewed", "service", id.service, "serial", leaf.SerialNumber, "valid_before", leaf.ValidBefore)
+		slog.Info("meshtls: leaf certificate renewed", "identity", id.service, "serial", leaf.SerialNumber, "valid_before", leaf.ValidBefore)
 	}
 	id.markReady()
 	return meta.LastIndex, nil

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/events"
@@ -25,6 +26,8 @@ type Config struct {
 		config.Server `yaml:",inline"`
 		DBPath        string `yaml:"db_path" env:"DB_PATH"`
 		BankKeyFile   string `yaml:"bank_key_file" env:"BANK_KEY_FILE"`
+		// RefreshTTL is how long an unused refresh token stays valid.
+		RefreshTTL config.Duration `yaml:"refresh_ttl" env:"REFRESH_TTL"`
 	} `yaml:"users" env:"USERS_"`
 }
 
@@ -33,6 +36,7 @@ func main() { service.Main("users", run) }
 func run(ctx context.Context) error {
 	cfg := Config{Mesh: config.Defaults()}
 	cfg.Users.DBPath, cfg.Users.BankKeyFile = "users/users.db", "keys/users-bank.key"
+	cfg.Users.RefreshTTL = config.Duration(30 * 24 * time.Hour)
 	if err := service.Boot(&cfg, func() (string, string) { return cfg.Users.OpsAddress, "/readyz" }); err != nil {
 		return err
 	}
@@ -58,7 +62,10 @@ func run(ctx context.Context) error {
 	if err := svc.Handle(events.NewAdmin(relay)); err != nil {
 		return err
 	}
-	if err := svc.Handle(handler.New(db, seal, relay)); err != nil {
+	if d := cfg.Users.RefreshTTL.D(); d < time.Minute || d > 365*24*time.Hour {
+		return fmt.Errorf("users: USERS_REFRESH_TTL %v is outside 1m..8760h", d)
+	}
+	if err := svc.Handle(handler.New(db, seal, relay, handler.RefreshTTL(cfg.Users.RefreshTTL.D()))); err != nil {
 		return err
 	}
 	svc.Health().Add("bbolt", db.Check)
