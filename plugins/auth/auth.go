@@ -90,10 +90,16 @@ type Options struct {
 	// signed still verify (until they expire), and they sign nothing.
 	OldKeys []ed25519.PublicKey
 	Now     func() time.Time
+	// CacheSize bounds how many verified tokens are remembered (0: none).
+	CacheSize int
 }
 
 // Option changes Options.
 type Option func(*Options)
+
+// CacheSize sets how many verified tokens a Signer remembers (0 turns the
+// cache off; see verified).
+func CacheSize(n int) Option { return func(o *Options) { o.CacheSize = n } }
 
 // TTL sets the token lifetime.
 func TTL(d time.Duration) Option { return func(o *Options) { o.TTL = d } }
@@ -117,6 +123,7 @@ type Signer struct {
 	kid  string                       // KeyID of priv's public key: the header of every token issued
 	keys map[string]ed25519.PublicKey // kid → key, of every key that verifies: the current and the old ones
 	opts Options
+	seen *verified
 }
 
 // KeyID returns the key ID ("kid") of pub: its JWK thumbprint (RFC 7638,
@@ -186,7 +193,7 @@ func LoadKey(path string) (ed25519.PrivateKey, error) {
 // NewSigner returns a Signer that signs with key and verifies with it and
 // with OldKeys.
 func NewSigner(key ed25519.PrivateKey, opts ...Option) *Signer {
-	o := Options{TTL: DefaultTTL, Leeway: DefaultLeeway, Now: time.Now}
+	o := Options{TTL: DefaultTTL, Leeway: DefaultLeeway, Now: time.Now, CacheSize: DefaultCacheSize}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -196,6 +203,7 @@ func NewSigner(key ed25519.PrivateKey, opts ...Option) *Signer {
 		s.keys[KeyID(k)] = k
 	}
 	s.keys[s.kid] = pub
+	s.seen = newVerified(o.CacheSize)
 	return s
 }
 
@@ -290,6 +298,20 @@ func (s *Signer) Verify(token string) (string, error) {
 // An expired token is ErrExpired, one naming a key this Signer does not know
 // ErrUnknownKey; both match ErrInvalidToken, as every other refusal is.
 func (s *Signer) VerifyClaims(token string) (Claims, error) {
+	key := tokenKey(token)
+	if hit, ok := s.seen.get(key); ok {
+		// Verified before: only the time claims can have changed their verdict.
+		now := s.opts.Now()
+		switch {
+		case !now.Before(hit.expires.Add(s.opts.Leeway)):
+			s.seen.drop(key)
+			return Claims{}, ErrExpired
+		case now.Add(s.opts.Leeway).Before(hit.notBefore):
+			return Claims{}, ErrInvalidToken
+		}
+		hit.claims.Roles = slices.Clone(hit.claims.Roles)
+		return hit.claims, nil
+	}
 	var c claims
 	_, err := jwt.ParseWithClaims(token, &c, s.key,
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
@@ -310,7 +332,13 @@ func (s *Signer) VerifyClaims(token string) (Claims, error) {
 		return Claims{}, ErrInvalidToken
 	}
 	granted, _ := knownRoles(c.Roles, false)
-	return Claims{Subject: c.Subject, Roles: granted}, nil
+	out := Claims{Subject: c.Subject, Roles: granted}
+	entry := cachedToken{key: key, claims: Claims{Subject: out.Subject, Roles: slices.Clone(out.Roles)}, expires: c.ExpiresAt.Time}
+	if c.NotBefore != nil {
+		entry.notBefore = c.NotBefore.Time
+	}
+	s.seen.put(entry)
+	return out, nil
 }
 
 // key returns the public key the token's header names (kid).
