@@ -341,11 +341,48 @@ func (m *mesh) must(want int, method, path, token string, body any) map[string]a
 }
 
 // signup registers a user and logs in, returning the user ID and a token.
+//
+// It is setup, not what a test checks: a register or login that meets a
+// 503 (a race-built users hashing a password on a busy machine can take
+// longer than a test's short RPC timeout) is tried again, for up to 30 s. A
+// register that timed out may have created the account: a 409 after a 503
+// means it did, and the login says which ID.
 func (m *mesh) signup(email string) (string, string) {
 	m.t.Helper()
-	u := m.must(201, "POST", "/v1/auth/register", "", map[string]string{"email": email, "password": "correct horse", "name": "User " + email})
-	login := m.must(200, "POST", "/v1/auth/login", "", map[string]string{"email": email, "password": "correct horse"})
-	return u["id"].(string), login["token"].(string)
+	creds := map[string]string{"email": email, "password": "correct horse"}
+	retried := false
+	meshtest.Eventually(m.t, 30*time.Second, func() error {
+		st, body, _ := m.call("POST", "/v1/auth/register", "", map[string]string{"email": email, "password": "correct horse", "name": "User " + email})
+		switch {
+		case st == 201 || (st == 409 && retried):
+			return nil
+		case st == 503:
+			retried = true
+			return fmt.Errorf("register %s: 503 %v", email, body)
+		}
+		m.t.Fatalf("POST /v1/auth/register %s: %d %v, want 201", email, st, body)
+		return nil
+	})
+	var login map[string]any
+	meshtest.Eventually(m.t, 30*time.Second, func() error {
+		st, body, _ := m.call("POST", "/v1/auth/login", "", creds)
+		switch st {
+		case 200:
+			login = body
+			return nil
+		case 503:
+			return fmt.Errorf("login %s: 503 %v", email, body)
+		}
+		m.t.Fatalf("POST /v1/auth/login %s: %d %v, want 200", email, st, body)
+		return nil
+	})
+	u, _ := login["user"].(map[string]any)
+	id, _ := u["id"].(string)
+	token, _ := login["token"].(string)
+	if id == "" || token == "" {
+		m.t.Fatalf("login %s answered no user ID or token: %v", email, login)
+	}
+	return id, token
 }
 
 // errorCode checks the error shape and returns its code.
