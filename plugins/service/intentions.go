@@ -2,7 +2,6 @@ package service
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/hashicorp/consul/api"
 
@@ -16,18 +15,10 @@ import (
 // service, so they show a summary of it. Writing them needs intentions:write
 // on name, which each service's own ACL token has.
 func publishIntentions(c *api.Client, name string, p svcauth.Policy) error {
-	var callers []string
-	for _, r := range p.Calls[name] {
-		for _, caller := range r.Callers {
-			if !slices.Contains(callers, caller) {
-				callers = append(callers, caller)
-			}
-		}
-	}
+	callers := p.Callers(name)
 	if len(callers) == 0 {
 		return nil // not in the table (tests' services)
 	}
-	slices.Sort(callers)
 	entry := &api.ServiceIntentionsConfigEntry{
 		Kind: api.ServiceIntentions,
 		Name: name,

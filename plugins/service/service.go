@@ -335,12 +335,21 @@ func (s *Service) wrapHandler(next server.HandlerFunc) server.HandlerFunc {
 			}
 			s.metrics.observe(req.Endpoint(), strconv.Itoa(code), start)
 		}()
-		if err := policy.Allow(caller, s.name, req.Endpoint()); err != nil {
-			slog.WarnContext(ctx, "call refused by the call table", "caller", caller, "endpoint", req.Endpoint(), "identity_err", cerr)
+		if err := s.authorize(ctx, caller, cerr, req.Endpoint()); err != nil {
 			return err
 		}
 		return next(ctx, req, rsp)
 	}
+}
+
+// authorize checks the call table for a call from caller (proven by its
+// certificate; cerr says why there is none) to endpoint, and logs a refusal.
+func (s *Service) authorize(ctx context.Context, caller string, cerr error, endpoint string) error {
+	err := s.opts.Policy.Allow(caller, s.name, endpoint)
+	if err != nil {
+		slog.WarnContext(ctx, "call refused by the call table", "caller", caller, "endpoint", endpoint, "identity_err", cerr)
+	}
+	return err
 }
 
 // Identity is the service's certificate identity (mutual TLS, Consul Connect).
@@ -355,8 +364,7 @@ func (s *Service) Policy() svcauth.Policy { return s.opts.Policy }
 func (s *Service) GuardHTTP(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		caller, cerr := s.identity.CallerOfHTTP(r)
-		if err := s.opts.Policy.Allow(caller, s.name, svcauth.HTTPEndpoint); err != nil {
-			slog.WarnContext(r.Context(), "HTTP request refused by the call table", "caller", caller, "path", r.URL.Path, "identity_err", cerr)
+		if err := s.authorize(r.Context(), caller, cerr, svcauth.HTTPEndpoint); err != nil {
 			apierror.WriteStatus(w, r, http.StatusForbidden, err.(*merrors.Error).Detail)
 			return
 		}

@@ -2,9 +2,7 @@ package svcauth
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	merrors "go-micro.dev/v4/errors"
@@ -147,27 +145,18 @@ func (p Policy) Publisher(topic string) string {
 	return ""
 }
 
-// Edges lists every (caller, callee) pair the table allows, sorted: the
-// service-level graph written to Consul intentions.
-func (p Policy) Edges() [][2]string {
-	seen := map[[2]string]bool{}
-	for callee, rules := range p.Calls {
-		for _, r := range rules {
-			for _, c := range r.Callers {
-				seen[[2]string{c, callee}] = true
+// Callers lists, sorted, the services the table lets call callee on some
+// endpoint: the service-level summary written to Consul intentions.
+func (p Policy) Callers(callee string) []string {
+	var out []string
+	for _, r := range p.Calls[callee] {
+		for _, c := range r.Callers {
+			if !slices.Contains(out, c) {
+				out = append(out, c)
 			}
 		}
 	}
-	out := make([][2]string, 0, len(seen))
-	for e := range seen {
-		out = append(out, e)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i][0] != out[j][0] {
-			return out[i][0] < out[j][0]
-		}
-		return out[i][1] < out[j][1]
-	})
+	slices.Sort(out)
 	return out
 }
 
@@ -199,23 +188,4 @@ func MayPublish(ctx context.Context, id, source, topic string) error {
 		return merrors.Forbidden(id, "%s may not publish %s", caller, topic)
 	}
 	return nil
-}
-
-// String describes the table, one allowed call per line (for the README and logs).
-func (p Policy) String() string {
-	if p.allowAll {
-		return "every service may call everything"
-	}
-	var b strings.Builder
-	callees := make([]string, 0, len(p.Calls))
-	for c := range p.Calls {
-		callees = append(callees, c)
-	}
-	sort.Strings(callees)
-	for _, callee := range callees {
-		for _, r := range p.Calls[callee] {
-			fmt.Fprintf(&b, "%s %s <- %s\n", callee, r.Endpoint, strings.Join(r.Callers, ", "))
-		}
-	}
-	return b.String()
 }

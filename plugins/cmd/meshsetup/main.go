@@ -26,12 +26,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
 
+	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/consulacl"
 )
 
@@ -154,13 +154,7 @@ Consul operator (management) token, shown once: %s
 // keep checks every interval that Consul still has the setup, and applies it
 // again when not (a dev agent that restarted forgot every policy and token).
 func keep(ctx context.Context, setup *consulacl.Setup, every, wait time.Duration) error {
-	op, err := os.ReadFile(setup.Files.Operator)
-	if err != nil {
-		return err
-	}
-	cfg := consul.DefaultConfig()
-	cfg.Address, cfg.Token, cfg.TokenFile = setup.Address, strings.TrimSpace(string(op)), ""
-	client, err := consul.NewClient(cfg)
+	client, err := config.ConsulClient(config.Consul{Address: setup.Address, TokenFile: setup.Files.Operator})
 	if err != nil {
 		return err
 	}
