@@ -24,7 +24,7 @@ export PORTS_users PORTS_products PORTS_publications PORTS_images PORTS_orders P
 TESTPATH  = PATH="$$(dirname "$$($(CURDIR)/scripts/consul.sh)"):$$PATH"
 
 CONSUL_VERSION := 1.22.0
-.PHONY: help run test build consul vet lint fmt bench chaos clean docker consul-image compose-secrets compose-test
+.PHONY: help run test build consul vet lint fmt bench bench-table chaos clean docker consul-image compose-secrets compose-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -66,8 +66,15 @@ lint: vet ## alias of vet
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files -co --exclude-standard '*.go')
 
-bench: consul ## benchmarks that print figures (latency through the api, breaker fail-fast)
-	$(TESTPATH) go test -run '^$$' -bench . -benchtime 2s -count 1 $(PKGS)
+bench: consul ## every module's Go benchmarks, then the table: the mesh under load against this machine's ceiling (regenerates docs/benchmarks.md)
+	$(TESTPATH) go test -run '^$$' -bench . -benchtime 1s -count 1 $(filter-out %/e2e/...,$(PKGS))
+	@$(MAKE) --no-print-directory bench-table
+
+BENCH_DURATION ?= 8s
+BENCH_PRODUCTS ?= 10000
+bench-table: consul ## only the table (BENCH_DURATION per run, BENCH_PRODUCTS in the catalog); writes docs/benchmarks.md and docs/benchmarks-latency.png
+	@cd e2e && BENCH_TABLE=1 BENCH_OUT=$(CURDIR)/docs BENCH_DURATION=$(BENCH_DURATION) BENCH_PRODUCTS=$(BENCH_PRODUCTS) \
+		$(TESTPATH) go test -count=1 -run '^TestBenchTable$$' -timeout 30m .
 
 CHAOS_DURATION ?= 60s
 chaos: consul ## kill -9 each service, SIGSTOP one, restart Consul and the mesh under mixed load; prints a table per fault, checks no write is lost

@@ -181,12 +181,30 @@ var labelRE = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
 // opsGet GETs path on the ops port of the passing instance of name, found
 // through its Consul HTTP check.
 func opsGet(m *mesh, name, path string) (*http.Response, error) {
+	base, err := opsBase(m, name)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := opsClient.Get(base + path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", name, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s: %s", name, path, resp.Status)
+	}
+	return resp, nil
+}
+
+// opsBase is the ops listener's base URL of the passing instance of name,
+// found through its Consul health check.
+func opsBase(m *mesh, name string) (string, error) {
 	entries, _, err := m.consul.Client.Health().Service(name, "", true, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	if len(entries) != 1 {
-		return nil, fmt.Errorf("%s: %d passing instances, want 1", name, len(entries))
+		return "", fmt.Errorf("%s: %d passing instances, want 1", name, len(entries))
 	}
 	var check string
 	for _, c := range entries[0].Checks {
@@ -201,17 +219,9 @@ func opsGet(m *mesh, name, path string) (*http.Response, error) {
 	}
 	u, err := url.Parse(check)
 	if check == "" || err != nil {
-		return nil, fmt.Errorf("%s: no HTTP check URL to find its ops port (%q, %v)", name, check, err)
+		return "", fmt.Errorf("%s: no HTTP check URL to find its ops port (%q, %v)", name, check, err)
 	}
-	resp, err := opsClient.Get(u.Scheme + "://" + u.Host + path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", name, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("%s: %s: %s", name, path, resp.Status)
-	}
-	return resp, nil
+	return u.Scheme + "://" + u.Host, nil
 }
 
 // scrapeRelay reads the relay metrics of the passing instance of name (the

@@ -25,8 +25,10 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	// Tests run the binaries with the race detector; benchmarks measure them without.
-	race := flag.Lookup("test.bench").Value.String() == ""
+	serveBareIfAsked() // TestBenchTable's ceiling is this binary too
+	// Tests run the binaries with the race detector; benchmarks (and
+	// make bench's table) measure them without.
+	race := flag.Lookup("test.bench").Value.String() == "" && os.Getenv("BENCH_TABLE") == ""
 	dir, err := os.MkdirTemp("", "marketmesh-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -187,6 +189,13 @@ type mesh struct {
 func startMesh(t testing.TB, extraEnv ...string) *mesh {
 	t.Helper()
 	agent := meshtest.Consul(t)
+	return startMeshOn(t, agent, agent.Addr, extraEnv...)
+}
+
+// startMeshOn is startMesh on a given agent, which the processes reach at
+// consulAddr (the agent's own address, or a proxy in front of it).
+func startMeshOn(t testing.TB, agent *meshtest.Agent, consulAddr string, extraEnv ...string) *mesh {
+	t.Helper()
 	data := t.TempDir()
 	apiAddr := meshtest.FreeAddr(t)
 	apiOpsAddr := meshtest.FreeAddr(t)
@@ -194,7 +203,7 @@ func startMesh(t testing.TB, extraEnv ...string) *mesh {
 	common := append([]string{
 		"MARKETMESH_CONFIG=" + repoFile(t, "config/local.yaml"),
 		"MARKETMESH_DATA_DIR=" + data,
-		"CONSUL_HTTP_ADDR=" + agent.Addr,
+		"CONSUL_HTTP_ADDR=" + consulAddr,
 		"MARKETMESH_CHECK_INTERVAL=1s",
 		"MARKETMESH_LOG_LEVEL=warn",
 		"USERS_ADDRESS=127.0.0.1:0",

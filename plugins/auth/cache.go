@@ -37,7 +37,15 @@ func newVerified(max int) *verified {
 	return &verified{max: max, order: list.New(), byKey: map[[sha256.Size]byte]*list.Element{}}
 }
 
-func tokenKey(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+func tokenKey(token string) [sha256.Size]byte {
+	// A token of usual size is hashed from a copy on the stack: converting
+	// it to []byte would allocate one on the heap for every request.
+	var buf [1024]byte
+	if len(token) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], token)])
+	}
+	return sha256.Sum256([]byte(token))
+}
 
 // get returns the cached claims of token, if cached.
 func (v *verified) get(key [sha256.Size]byte) (cachedToken, bool) {

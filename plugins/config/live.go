@@ -50,13 +50,18 @@ func (l *Live) WatchConsul(ctx context.Context, kv *consul.KV, prefix string, ba
 	key := strings.TrimSuffix(prefix, "/") + "/rpc"
 	var index uint64
 	for ctx.Err() == nil {
-		opts := (&consul.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
+		// A long wait: each answer is a Consul request from every process.
+		// An agent that restarted breaks the connection, and the query after
+		// an error starts from index 0, so a restarted agent's lower index
+		// never leaves the watch waiting out the whole time.
+		opts := (&consul.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute}).WithContext(ctx)
 		pair, meta, err := kv.Get(key, opts)
 		if err != nil {
 			if ctx.Err() == nil {
 				slog.Debug("config: consul kv watch", "key", key, "err", err)
 				sleep(ctx, 2*time.Second)
 			}
+			index = 0
 			continue
 		}
 		if meta.LastIndex < index {

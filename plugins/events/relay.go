@@ -16,13 +16,14 @@ import (
 	"go-micro.dev/v4/client"
 	merrors "go-micro.dev/v4/errors"
 	"go-micro.dev/v4/registry"
+	"go-micro.dev/v4/registry/cache"
 	bolt "go.etcd.io/bbolt"
 )
 
 // RelayOptions tune a Relay.
 type RelayOptions struct {
 	Poll        time.Duration         // how often the outbox is checked without a Notify
-	Discover    time.Duration         // how often subscribers are looked up in the registry
+	Discover    time.Duration         // how often the registry is asked which services exist
 	Retention   time.Duration         // events acknowledged by every subscriber are kept at least this long
 	Batch       int                   // events delivered per subscriber per round
 	MaxBackoff  time.Duration         // ceiling of the retry delay for a failing subscriber
@@ -37,7 +38,9 @@ type RelayOption func(*RelayOptions)
 // Poll sets the polling interval.
 func Poll(d time.Duration) RelayOption { return func(o *RelayOptions) { o.Poll = d } }
 
-// Discover sets the subscriber discovery interval.
+// Discover sets how often the relay asks the registry which services exist
+// (default 1 min). What those services subscribe to is followed between
+// times by a watched cache of the registry, as the RPC client does.
 func Discover(d time.Duration) RelayOption { return func(o *RelayOptions) { o.Discover = d } }
 
 // Retention sets how long acknowledged events stay in the outbox.
@@ -70,9 +73,13 @@ type DeadLetter struct {
 
 // Relay delivers the outbox of one service to its subscribers.
 type Relay struct {
-	db      *bolt.DB
-	client  client.Client
-	reg     registry.Registry
+	db     *bolt.DB
+	client client.Client
+	reg    registry.Registry
+	// cache answers GetService from memory, kept current by a watch per
+	// service (Consul blocking queries): looking subscribers up costs no
+	// Consul request (README "Performance").
+	cache   cache.Cache
 	opts    RelayOptions
 	wake    chan struct{}
 	metrics *relayMetrics
@@ -105,7 +112,7 @@ type subscriber struct {
 // NewRelay returns a relay for the outbox in db.
 func NewRelay(db *bolt.DB, c client.Client, reg registry.Registry, opts ...RelayOption) *Relay {
 	o := RelayOptions{
-		Poll: time.Second, Discover: 5 * time.Second, Retention: 7 * 24 * time.Hour,
+		Poll: time.Second, Discover: time.Minute, Retention: 7 * 24 * time.Hour,
 		// A failing subscriber is retried at least every 5 s: one RPC per
 		// subscriber costs little, and a recovered one is served promptly.
 		Batch: 100, MaxBackoff: 5 * time.Second, MaxAttempts: 10, Prefix: "marketmesh.",
@@ -115,7 +122,7 @@ func NewRelay(db *bolt.DB, c client.Client, reg registry.Registry, opts ...Relay
 		opt(&o)
 	}
 	return &Relay{
-		db: db, client: c, reg: reg, opts: o, wake: make(chan struct{}, 1), metrics: newRelayMetrics(o.Metrics),
+		db: db, client: c, reg: reg, opts: o, cache: cache.New(reg, cache.WithTTL(cacheTTL)), wake: make(chan struct{}, 1), metrics: newRelayMetrics(o.Metrics),
 		backoff: map[string]retryState{}, refusals: map[string]refusal{},
 	}
 }
@@ -132,18 +139,24 @@ func (r *Relay) Notify() {
 func (r *Relay) Run(ctx context.Context) {
 	poll := time.NewTicker(r.opts.Poll)
 	defer poll.Stop()
+	defer r.cache.Stop()
 	var subs map[string]subscriber
-	var discovered, pruned time.Time
+	var names []string
+	var listed, looked, pruned time.Time
 	r.countDeadLetters()
 	for {
 		now := time.Now()
-		if subs == nil || now.Sub(discovered) >= r.opts.Discover {
-			if s, err := r.subscribers(); err == nil {
-				r.metrics.forget(subs, s)
-				subs, discovered = s, now
+		if names == nil || now.Sub(listed) >= r.opts.Discover {
+			if n, err := r.services(); err == nil {
+				names, listed = n, now
 			} else {
-				slog.Debug("events: subscriber discovery failed", "err", err)
+				slog.Debug("events: listing services failed", "err", err)
 			}
+		}
+		if subs == nil || now.Sub(looked) >= min(time.Second, r.opts.Discover) {
+			s := r.subscribers(names)
+			r.metrics.forget(subs, s)
+			subs, looked = s, now
 		}
 		more := false
 		for svc, sub := range subs {
@@ -165,19 +178,31 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 }
 
-// subscribers reads every marketmesh service's node metadata for topics. A
-// service starts from the latest event only if all its nodes ask for it.
-func (r *Relay) subscribers() (map[string]subscriber, error) {
+// cacheTTL is how long the relay's registry cache trusts an entry without
+// a watch event.
+const cacheTTL = 10 * time.Minute
+
+// services lists the names of the services with the relay's prefix.
+func (r *Relay) services() ([]string, error) {
 	list, err := r.reg.ListServices()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]subscriber{}
+	var names []string
 	for _, s := range list {
-		if !strings.HasPrefix(s.Name, r.opts.Prefix) {
-			continue
+		if strings.HasPrefix(s.Name, r.opts.Prefix) && !slices.Contains(names, s.Name) {
+			names = append(names, s.Name)
 		}
-		full, err := r.reg.GetService(s.Name)
+	}
+	return names, nil
+}
+
+// subscribers reads the node metadata of the named services for topics. A
+// service starts from the latest event only if all its nodes ask for it.
+func (r *Relay) subscribers(names []string) map[string]subscriber {
+	out := map[string]subscriber{}
+	for _, name := range names {
+		full, err := r.cache.GetService(name)
 		if err != nil {
 			continue
 		}
@@ -209,10 +234,10 @@ func (r *Relay) subscribers() (map[string]subscriber, error) {
 			sub.since = time.Time{}
 		}
 		if nodes > 0 {
-			out[s.Name] = sub
+			out[name] = sub
 		}
 	}
-	return out, nil
+	return out
 }
 
 // deliver sends the next batch of events for svc, stopping at the first

@@ -6,6 +6,7 @@ package logging
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -16,12 +17,15 @@ import (
 )
 
 // Setup installs the default slog logger for service (e.g. "marketmesh.users").
-func Setup(service, level string) *slog.Logger {
+func Setup(service, level string) *slog.Logger { return SetupWriter(os.Stderr, service, level) }
+
+// SetupWriter is Setup with the log written to w instead of stderr (benchmarks).
+func SetupWriter(w io.Writer, service, level string) *slog.Logger {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		lv = slog.LevelInfo
 	}
-	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})
 	l := slog.New(requestIDHandler{h}).With("service", service)
 	slog.SetDefault(l)
 	mlog.DefaultLogger = &microLogger{l: l, fields: map[string]interface{}{}}

@@ -110,9 +110,10 @@ func (id *Identity) Ready() bool {
 // watch runs fetch as a blocking query loop: each call waits for a change
 // after the index it was given and returns the new index. A blocking query
 // to an agent whose index went backwards (a restarted dev agent, which also
-// has a new CA) would wait for its whole wait time, so queries wait at most
-// maxWait, and a peer certificate that does not verify (see Verify) ends the
-// current wait at once and starts over from index 0.
+// has a new CA) would wait for its whole wait time; it does not come to
+// that: a restart breaks the query's connection and the query after an error
+// starts over from index 0, and a peer certificate that does not verify (see
+// Verify) ends the current wait at once and starts over from index 0 too.
 func (id *Identity) watch(ctx context.Context, what string, kicks <-chan struct{}, fetch func(context.Context, uint64) (uint64, error)) {
 	var index uint64
 	backoff := 100 * time.Millisecond
@@ -160,8 +161,10 @@ func (id *Identity) watch(ctx context.Context, what string, kicks <-chan struct{
 	}
 }
 
-// maxWait bounds one blocking query (see watch).
-const maxWait = 30 * time.Second
+// maxWait bounds one blocking query (see watch). Every answer is a Consul
+// request from every process, twice (roots and leaf): long waits keep the
+// mesh's background load on Consul low (README "Performance").
+const maxWait = 5 * time.Minute
 
 // kick makes the watches look again now, at most once a second: a peer's
 // certificate that does not verify may mean the CA changed.

@@ -25,9 +25,12 @@ type breakers struct {
 
 	mu      sync.Mutex
 	version uint64
-	byKey   map[string]*nodeBreaker
+	byKey   map[nodeKey]*nodeBreaker
 	gets    int
 }
+
+// nodeKey names one breaker: a struct, so a lookup builds no string.
+type nodeKey struct{ service, endpoint, node string }
 
 type nodeBreaker struct {
 	cb       *gobreaker.CircuitBreaker[struct{}]
@@ -35,7 +38,7 @@ type nodeBreaker struct {
 }
 
 func newBreakers(live *config.Live, m *metrics) *breakers {
-	return &breakers{live: live, metrics: m, byKey: map[string]*nodeBreaker{}}
+	return &breakers{live: live, metrics: m, byKey: map[nodeKey]*nodeBreaker{}}
 }
 
 func breakerKey(service, endpoint, nodeID string) string {
@@ -51,12 +54,12 @@ func (b *breakers) get(service, endpoint, nodeID string) *gobreaker.CircuitBreak
 		for k := range b.byKey {
 			b.forget(k)
 		}
-		b.version, b.byKey = v, map[string]*nodeBreaker{}
+		b.version, b.byKey = v, map[nodeKey]*nodeBreaker{}
 	}
 	if b.gets++; b.gets%1024 == 0 {
 		b.prune(now)
 	}
-	key := breakerKey(service, endpoint, nodeID)
+	key := nodeKey{service, endpoint, nodeID}
 	nb, ok := b.byKey[key]
 	if !ok {
 		nb = &nodeBreaker{}
@@ -80,17 +83,15 @@ func (b *breakers) prune(now time.Time) {
 }
 
 // forget drops the breaker of key and its metric series; b.mu is held.
-func (b *breakers) forget(key string) {
+func (b *breakers) forget(key nodeKey) {
 	delete(b.byKey, key)
-	service, rest, _ := strings.Cut(key, "|")
-	endpoint, nodeID, _ := strings.Cut(rest, "|")
-	b.metrics.forget(service, endpoint, nodeID)
+	b.metrics.forget(key.service, key.endpoint, key.node)
 }
 
 // open reports whether the node's breaker is open without creating one.
 func (b *breakers) open(service, endpoint, nodeID string) bool {
 	b.mu.Lock()
-	nb, ok := b.byKey[breakerKey(service, endpoint, nodeID)]
+	nb, ok := b.byKey[nodeKey{service, endpoint, nodeID}]
 	b.mu.Unlock()
 	return ok && nb.cb.State() == gobreaker.StateOpen
 }
@@ -112,7 +113,7 @@ func (b *breakers) newBreaker(service, endpoint, nodeID string, nb *nodeBreaker)
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			b.mu.Lock() // gobreaker holds its own lock here; b.mu never waits on one
 			defer b.mu.Unlock()
-			if b.byKey[breakerKey(service, endpoint, nodeID)] != nb {
+			if b.byKey[nodeKey{service, endpoint, nodeID}] != nb {
 				return // a breaker dropped by a live change or prune: its series are gone
 			}
 			b.metrics.transition(service, endpoint, nodeID, from, to)
@@ -213,6 +214,12 @@ func (b *breakers) wrapCall(next client.CallFunc) client.CallFunc {
 // every node, which turns the call into a fast 503.
 func (b *breakers) skipOpen(endpoint string, hidAll *bool) func([]*registry.Service) []*registry.Service {
 	return func(services []*registry.Service) []*registry.Service {
+		if !b.anyOpen(services, endpoint) {
+			// The usual case: nothing to hide, and services is the selector's
+			// own copy for this call, handed on as it is.
+			*hidAll = false
+			return services
+		}
 		out := make([]*registry.Service, 0, len(services))
 		total, kept := 0, 0
 		for _, s := range services {
@@ -232,6 +239,18 @@ func (b *breakers) skipOpen(endpoint string, hidAll *bool) func([]*registry.Serv
 		*hidAll = total > 0 && kept == 0
 		return out
 	}
+}
+
+// anyOpen reports whether the breaker of any of the services' nodes is open.
+func (b *breakers) anyOpen(services []*registry.Service, endpoint string) bool {
+	for _, s := range services {
+		for _, n := range s.Nodes {
+			if b.open(s.Name, endpoint, n.Id) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // infraFailure says whether err means the node (or the path to it) failed,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,21 @@ type metrics struct {
 	state       *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
 	refused     *prometheus.CounterVec
+
+	// endpoints caches, per service and endpoint called, the series every
+	// successful call updates (see endpointSeries).
+	endpoints sync.Map // endpointKey -> *endpointSeries
+}
+
+type endpointKey struct{ service, endpoint string }
+
+// endpointSeries are an endpoint's duration histogram and its count of
+// successful calls (code "0"), looked up on its first successful call: the
+// same series WithLabelValues finds, without hashing the labels each time.
+// Calls never delete them (forget is for breakers' series only).
+type endpointSeries struct {
+	ok       prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,13 +66,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(service, endpoint string, start time.Time, err error) {
-	code := "0"
-	if err != nil {
-		code = "unknown"
-		var me *merrors.Error
-		if errors.As(err, &me) {
-			code = strconv.Itoa(int(me.Code))
+	if err == nil {
+		key := endpointKey{service, endpoint}
+		v, ok := m.endpoints.Load(key)
+		if !ok {
+			v, _ = m.endpoints.LoadOrStore(key, &endpointSeries{
+				ok:       m.calls.WithLabelValues(service, endpoint, "0"),
+				duration: m.duration.WithLabelValues(service, endpoint),
+			})
 		}
+		es := v.(*endpointSeries)
+		es.ok.Inc()
+		es.duration.Observe(time.Since(start).Seconds())
+		return
+	}
+	code := "unknown"
+	var me *merrors.Error
+	if errors.As(err, &me) {
+		code = strconv.Itoa(int(me.Code))
 	}
 	m.calls.WithLabelValues(service, endpoint, code).Inc()
 	m.duration.WithLabelValues(service, endpoint).Observe(time.Since(start).Seconds())

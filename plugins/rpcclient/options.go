@@ -47,11 +47,29 @@ func Identity(id *meshtls.Identity) Option { return func(o *Options) { o.Identit
 func Selector(sel selector.Selector) Option { return func(o *Options) { o.Selector = sel } }
 
 // NewSelector returns the selector the stack uses: a watched cache of reg
-// (calls never wait on Consul, and keep working on stale data if it is
-// down), round robin from a random start so a retry goes to the next node.
+// (calls keep working on stale data if Consul is down), round robin from a
+// random start so a retry goes to the next node.
+//
+// The cache is kept current by the watch (Consul blocking queries), so its
+// entries live selectorTTL rather than go-micro's minute: past the TTL the
+// next call reads the service from Consul before it is sent, once a minute
+// per service per process otherwise, a Consul request and a slow call each
+// time.
 func NewSelector(reg registry.Registry) selector.Selector {
-	return selector.NewSelector(selector.Registry(reg), selector.SetStrategy(selector.RoundRobin))
+	return selector.NewSelector(selector.Registry(reg), selector.SetStrategy(selector.RoundRobin), func(o *selector.Options) {
+		if o.Context == nil {
+			o.Context = context.Background()
+		}
+		o.Context = context.WithValue(o.Context, selectorTTLKey, selectorTTL)
+	})
 }
+
+// selectorTTL is how long a registry cache entry is trusted without a
+// watch event; selectorTTLKey is the context key go-micro's selector reads.
+const (
+	selectorTTL    = 10 * time.Minute
+	selectorTTLKey = "selector_ttl"
+)
 
 func (o Options) selector(reg registry.Registry) selector.Selector {
 	if o.Selector != nil {
@@ -70,24 +88,33 @@ func newOptions(opts ...Option) Options {
 
 type readKey struct{}
 
+// readOption and readContext are Read's, made once: the option is the same
+// for every read, and a call without options of its own gets a context that
+// says "read" and nothing else, which may as well be shared.
+var (
+	readContext = context.WithValue(context.Background(), readKey{}, true)
+	readOption  = client.CallOption(func(o *client.CallOptions) {
+		if o.Context == nil {
+			o.Context = readContext
+			return
+		}
+		o.Context = context.WithValue(o.Context, readKey{}, true)
+	})
+)
+
 // Read marks a call as a read: safe to retry on another node when the first
 // attempt fails for infrastructure reasons. Calls without it are writes and
 // are tried exactly once.
-func Read() client.CallOption {
-	return func(o *client.CallOptions) {
-		if o.Context == nil {
-			o.Context = context.Background()
-		}
-		o.Context = context.WithValue(o.Context, readKey{}, true)
-	}
-}
+func Read() client.CallOption { return readOption }
 
-func isRead(opts []client.CallOption) bool {
+// callKind reports, in one pass over a call's options, whether it is a read
+// (Read) and its attempt deadline (Timeout's, else def).
+func callKind(opts []client.CallOption, def time.Duration) (read bool, attempt time.Duration) {
 	var o client.CallOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return o.Context != nil && o.Context.Value(readKey{}) == true
+	return o.Context != nil && o.Context.Value(readKey{}) == true, attemptTimeout(o.Context, def)
 }
 
 type timeoutKey struct{}
@@ -102,15 +129,6 @@ func Timeout(d time.Duration) client.CallOption {
 		}
 		o.Context = context.WithValue(o.Context, timeoutKey{}, d)
 	}
-}
-
-// callTimeout is the attempt deadline of a call: Timeout's, else def.
-func callTimeout(opts []client.CallOption, def time.Duration) time.Duration {
-	var o client.CallOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return attemptTimeout(o.Context, def)
 }
 
 // attemptTimeout is the Timeout carried by call options' context, else def.

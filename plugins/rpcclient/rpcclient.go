@@ -17,6 +17,7 @@ import (
 	merrors "go-micro.dev/v4/errors"
 	"go-micro.dev/v4/registry"
 	"go-micro.dev/v4/selector"
+	"google.golang.org/grpc"
 
 	"github.com/marketmesh/marketmesh/plugins/config"
 	"github.com/marketmesh/marketmesh/plugins/rpcmeta"
@@ -44,26 +45,41 @@ func New(reg registry.Registry, live *config.Live, opts ...Option) client.Client
 		client.DialTimeout(cfg.DialTimeout.D()),
 		client.WrapCall(b.wrapCall),
 	}
+	transport := &grpcTransport{}
 	if o.Identity != nil {
+		transport.tls = o.Identity.ClientConfig("")
+		transport.dialOpts = []grpc.DialOption{o.Identity.CheckService()}
 		copts = append(copts,
-			grpcclient.AuthTLS(o.Identity.ClientConfig("")),
-			func(co *client.Options) { grpcclient.DialOptions(o.Identity.CheckService())(&co.CallOptions) },
+			grpcclient.AuthTLS(transport.tls),
+			func(co *client.Options) { grpcclient.DialOptions(transport.dialOpts...)(&co.CallOptions) },
 		)
 	}
 	for _, w := range o.Wrappers {
 		copts = append(copts, client.Wrap(w))
 	}
 	copts = append(copts, client.Wrap(func(c client.Client) client.Client {
-		return &stack{Client: c, live: live, breakers: b, metrics: m}
+		co := c.Options()
+		transport.pool = newPool(co.PoolSize, co.PoolTTL, grpcclient.DefaultPoolMaxIdle, grpcclient.DefaultPoolMaxStreams)
+		return &stack{Client: c, live: live, breakers: b, metrics: m, transport: transport}
 	}))
 	return grpcclient.NewClient(copts...)
 }
 
 type stack struct {
-	client.Client
-	live     *config.Live
-	breakers *breakers
-	metrics  *metrics
+	client.Client // the go-micro gRPC client: options, requests, streams
+	live          *config.Live
+	breakers      *breakers
+	metrics       *metrics
+	transport     *grpcTransport // what call dials with (see invoke.go)
+}
+
+// Init changes the go-micro client's options; the stack's connection pool
+// follows its size and TTL, as the client's own pool did.
+func (s *stack) Init(opts ...client.Option) error {
+	err := s.Client.Init(opts...)
+	co := s.Client.Options()
+	s.transport.pool.resize(co.PoolSize, co.PoolTTL)
+	return err
 }
 
 // Call applies the per-call policy, then normalizes calling-side failures
@@ -71,37 +87,50 @@ type stack struct {
 func (s *stack) Call(ctx context.Context, req client.Request, rsp interface{}, opts ...client.CallOption) error {
 	cfg := s.live.Get()
 	start := time.Now()
-	retries := 0
-	if isRead(opts) {
-		retries = cfg.ReadRetries
-	}
 	// Each attempt gets RequestTimeout (breakers.wrapCall enforces it), so a
 	// read whose first node hangs still has time to try another one; the
 	// call's own deadline covers every attempt it may make.
-	attempt := callTimeout(opts, cfg.RequestTimeout.D())
+	read, attempt := callKind(opts, cfg.RequestTimeout.D())
+	retries := 0
+	if read {
+		retries = cfg.ReadRetries
+	}
 	budget := time.Duration(retries+1) * (attempt + attemptSlack)
 	ctx = rpcmeta.Outgoing(ctx)
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	var hidAll bool
-	opts = append(opts,
+	opts = append(opts[:len(opts):len(opts)],
 		client.WithRetries(retries),
-		client.WithRetry(func(ctx context.Context, _ client.Request, _ int, err error) (bool, error) {
-			return ctx.Err() == nil && infraFailure(err) && !selectionFailure(err), nil
-		}),
-		// go-micro's default backoff grows 10^n ms; a read retried on another
-		// node should go at once, the next one shortly after.
-		client.WithBackoff(func(_ context.Context, _ client.Request, attempt int) (time.Duration, error) {
-			return time.Duration(attempt) * 10 * time.Millisecond, nil
-		}),
+		retryOption,
+		backoffOption,
 		client.WithRequestTimeout(attempt),
 		client.WithDialTimeout(cfg.DialTimeout.D()),
 		client.WithSelectOption(selector.WithFilter(s.breakers.skipOpen(req.Endpoint(), &hidAll))),
 	)
-	err := normalize(req.Service(), s.Client.Call(ctx, req, rsp, opts...), hidAll)
+	var err error
+	if viaGoMicro(req, rsp) {
+		err = s.Client.Call(ctx, req, rsp, opts...)
+	} else {
+		err = s.call(ctx, req, rsp, opts...)
+	}
+	err = normalize(req.Service(), err, hidAll)
 	s.metrics.observe(req.Service(), req.Endpoint(), start, err)
 	return err
 }
+
+// The retry policy and backoff of every call: the same functions each time,
+// so made once.
+var (
+	retryOption = client.WithRetry(func(ctx context.Context, _ client.Request, _ int, err error) (bool, error) {
+		return ctx.Err() == nil && infraFailure(err) && !selectionFailure(err), nil
+	})
+	// go-micro's default backoff grows 10^n ms; a read retried on another
+	// node should go at once, the next one shortly after.
+	backoffOption = client.WithBackoff(func(_ context.Context, _ client.Request, attempt int) (time.Duration, error) {
+		return time.Duration(attempt) * 10 * time.Millisecond, nil
+	})
+)
 
 // selectionFailure reports go-micro's "no node to call" errors (no instance
 // registered or passing, or all hidden by open breakers). Retrying them

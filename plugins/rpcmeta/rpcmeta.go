@@ -55,18 +55,19 @@ func IdempotencyKey(ctx context.Context) string { return value(ctx, idempotencyC
 
 // Outgoing copies the context values into go-micro metadata for the next hop.
 func Outgoing(ctx context.Context) context.Context {
-	md := metadata.Metadata{}
-	for k, v := range map[string]string{
-		RequestIDKey:      RequestID(ctx),
-		CallerKey:         Caller(ctx),
-		IdempotencyKeyKey: IdempotencyKey(ctx),
-	} {
-		if v != "" {
-			md[k] = v
-		}
-	}
-	if len(md) == 0 {
+	id, caller, key := RequestID(ctx), Caller(ctx), IdempotencyKey(ctx)
+	if id == "" && caller == "" && key == "" {
 		return ctx
+	}
+	md := make(metadata.Metadata, 3)
+	if id != "" {
+		md[RequestIDKey] = id
+	}
+	if caller != "" {
+		md[CallerKey] = caller
+	}
+	if key != "" {
+		md[IdempotencyKeyKey] = key
 	}
 	return metadata.MergeContext(ctx, md, true)
 }

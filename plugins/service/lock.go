@@ -22,13 +22,18 @@ import (
 const LockPrefix = "marketmesh/locks/"
 
 // Lock timing: the session's TTL (Consul may keep an expired session up to
-// twice as long), how often the holder renews it and checks it still holds
-// the key, and the longest pause between attempts while Consul is down.
+// twice as long), how often the holder renews it, and the longest pause
+// between attempts while Consul is down. A takeover on the same data never
+// waits for the TTL (see Exclusive), so the TTL only bounds how long a dead
+// holder's session lingers. The holder learns of a change to its key from a
+// blocking query, at once, so it renews rarely: every renewal is a Consul
+// request from every stateful service, all day (README "Performance").
 const (
-	lockTTL      = 15 * time.Second
-	lockRenew    = 5 * time.Second
+	lockTTL      = 90 * time.Second
+	lockRenew    = 30 * time.Second
 	lockMaxRetry = 5 * time.Second
 	lockRemind   = time.Minute // a waiting instance repeats why it waits
+	lockWatch    = 5 * time.Minute
 )
 
 // errLockLost ends Run: another process holds the lock now.
@@ -223,14 +228,45 @@ func (l *serviceLock) try(ctx context.Context) (held bool, why string, index uin
 
 // hold renews the session until ctx ends, and takes the lock again if
 // Consul forgot it. It returns errLockLost when another process holds it.
+// The key is read when a blocking query says it changed (another holder,
+// an operator's delete, the session's end releasing it, a restarted agent)
+// or a renewal says the session is gone.
 func (l *serviceLock) hold(ctx context.Context) error {
 	t := time.NewTicker(lockRenew)
 	defer t.Stop()
+	changed := make(chan struct{}, 1)
+	retry := make(chan struct{}, 1)
+	later := func() { // look again in a moment
+		time.AfterFunc(lockMaxRetry, func() {
+			select {
+			case retry <- struct{}{}:
+			default:
+			}
+		})
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go l.watchKey(wctx, changed)
 	for {
+		keyChanged := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-retry:
+			keyChanged = true
+		case <-changed:
+			keyChanged = true
+			// A change seen the moment it happens may be half of one: a
+			// session ended (the key released) just before whoever ended
+			// it takes the key. Retaking at once would race that other
+			// holder; only a key already held by another is acted on now,
+			// a free one is looked at again in a moment.
+			pair, _, err := l.client.KV().Get(l.key, (&consul.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+			if err == nil && (pair == nil || pair.Session == "") {
+				later()
+				continue
+			}
 		}
 		entry, _, err := l.client.Session().Renew(l.session, (&consul.WriteOptions{}).WithContext(ctx))
 		if err != nil {
@@ -238,6 +274,9 @@ func (l *serviceLock) hold(ctx context.Context) error {
 				slog.Warn("single-instance lock: cannot renew (Consul unreachable?); still serving", "err", err)
 			}
 			continue
+		}
+		if entry != nil && !keyChanged {
+			continue // the session lives, so nobody else could acquire the key
 		}
 		q := (&consul.QueryOptions{RequireConsistent: true}).WithContext(ctx)
 		pair, _, err := l.client.KV().Get(l.key, q)
@@ -268,6 +307,37 @@ func (l *serviceLock) hold(ctx context.Context) error {
 		case !held:
 			slog.Warn("single-instance lock: retaking failed; will try again", "why", why)
 		}
+		if err != nil || !held {
+			later() // look again soon, not at the next renewal
+		}
+	}
+}
+
+// watchKey signals changed whenever the lock's key changes, by blocking
+// queries of up to lockWatch (one Consul request per change or per wait).
+// After an error it starts over from index 0 and signals the next answer,
+// which is how a restarted agent that forgot the lock is noticed.
+func (l *serviceLock) watchKey(ctx context.Context, changed chan<- struct{}) {
+	var index, last uint64
+	for ctx.Err() == nil {
+		q := (&consul.QueryOptions{WaitIndex: index, WaitTime: lockWatch}).WithContext(ctx)
+		_, meta, err := l.client.KV().Get(l.key, q)
+		if err != nil {
+			index = 0
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(lockMaxRetry):
+			}
+			continue
+		}
+		if last != 0 && meta.LastIndex != last {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+		last, index = meta.LastIndex, meta.LastIndex
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -32,6 +33,9 @@ func NewHealth(instance string) *Health {
 // StaleProbe reports a probe meant for another instance that used to have
 // this address (see CheckURL).
 func StaleProbe(r *http.Request, instance string) bool {
+	if r.URL.RawQuery == "" {
+		return false // no query, no instance named (and no map parsed for it)
+	}
 	id := r.URL.Query().Get("instance")
 	return id != "" && id != instance
 }
@@ -55,11 +59,21 @@ type healthBody struct {
 	Checks map[string]string `json:"checks,omitempty"`
 }
 
-// Mount adds /healthz, /readyz and /metrics to mux.
+// Mount adds /healthz, /readyz, /metrics and /debug/pprof/ to mux: the
+// ops listener's routes, never a public port's (pprof shows the process's
+// memory, command line and stacks, and a profile costs CPU while it runs).
 func (h *Health) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", h.serveHealth)
 	mux.HandleFunc("GET /readyz", h.serveReady)
 	mux.Handle("GET /metrics", promhttp.Handler())
+	// The same handlers as the api's ops listener (api/internal/ops);
+	// Index serves the named profiles (heap, goroutine, allocs, ...) too.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 func (h *Health) serveHealth(w http.ResponseWriter, r *http.Request) {

@@ -270,6 +270,11 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	slog.Info("service started", "address", s.server.Options().Address, "ops", s.OpsAddr(),
 		"version", s.opts.Version, "startup_ms", time.Since(started).Milliseconds())
+	// Start-up garbage (configuration, certificates, descriptors, clients
+	// built once) goes back to the operating system now, not minutes later
+	// when the runtime's scavenger gets to it: an idle service's resident
+	// memory is what it needs to serve (README "Performance").
+	debug.FreeOSMemory()
 
 	var lockErr error
 	select {

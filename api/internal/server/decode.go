@@ -136,3 +136,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// writeJSONBytes is writeJSON for a document already encoded as writeJSON
+// would (json.Encoder's output: compact, with a trailing newline).
+func writeJSONBytes(w http.ResponseWriter, status int, doc []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(doc)
+}

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -71,19 +75,47 @@ func recoverer(next http.Handler) http.Handler {
 	})
 }
 
-type statusWriter struct {
+// dispatchWriter is the writer route hands the mux. Until a registered
+// route's handler claims it (instrument does, first thing), it is a probe:
+// it records what the mux's own handlers (404, 405 with Allow, redirects)
+// would answer and writes nothing, so that route can answer in the error
+// shape instead. Once claimed, it passes everything to the real writer and
+// records the status for the metrics and the request log. One writer does
+// both so a request is matched by the mux once and costs one allocation.
+type dispatchWriter struct {
 	http.ResponseWriter
-	status int
+	claimed bool
+	status  int // claimed: the status written (0: none yet)
+
+	probeHeader http.Header // unclaimed: what the mux's handler set
+	probeStatus int
 }
 
-func (s *statusWriter) WriteHeader(code int) {
+func (s *dispatchWriter) Header() http.Header {
+	if !s.claimed {
+		if s.probeHeader == nil {
+			s.probeHeader = http.Header{}
+		}
+		return s.probeHeader
+	}
+	return s.ResponseWriter.Header()
+}
+
+func (s *dispatchWriter) WriteHeader(code int) {
+	if !s.claimed {
+		s.probeStatus = code
+		return
+	}
 	if s.status == 0 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
+func (s *dispatchWriter) Write(b []byte) (int, error) {
+	if !s.claimed {
+		return len(b), nil
+	}
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
@@ -91,7 +123,7 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *dispatchWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 type httpMetrics struct {
 	requests *prometheus.CounterVec
@@ -117,20 +149,76 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	}
 }
 
+// routeMetrics are one route's series, looked up once: the histogram child
+// on the route's first request, the counter child on the first request
+// answered with each status. (Looked up lazily, as WithLabelValues on every
+// request did, so a route never requested has no series.)
+type routeMetrics struct {
+	m        *httpMetrics
+	route    string
+	duration func() prometheus.Observer
+
+	mu       sync.Mutex                                 // serializes additions to requests
+	requests atomic.Pointer[map[int]prometheus.Counter] // copied on write
+}
+
+func (rm *routeMetrics) requestsFor(status int) prometheus.Counter {
+	if byStatus := rm.requests.Load(); byStatus != nil {
+		if c, ok := (*byStatus)[status]; ok {
+			return c
+		}
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	next := map[int]prometheus.Counter{}
+	if byStatus := rm.requests.Load(); byStatus != nil {
+		maps.Copy(next, *byStatus)
+	}
+	c, ok := next[status]
+	if !ok {
+		c = rm.m.requests.WithLabelValues(rm.route, http.StatusText(status))
+		next[status] = c
+		rm.requests.Store(&next)
+	}
+	return c
+}
+
 // instrument logs and measures one route.
 func (m *httpMetrics) instrument(route string, next http.Handler) http.Handler {
+	rm := &routeMetrics{m: m, route: route}
+	rm.duration = sync.OnceValue(func() prometheus.Observer { return m.duration.WithLabelValues(route) })
+	logged := !strings.HasPrefix(route, "GET /healthz")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw, ok := w.(*dispatchWriter)
+		if !ok || sw.claimed { // not reached through route
+			sw = &dispatchWriter{ResponseWriter: w}
+		}
+		sw.claimed = true
 		next.ServeHTTP(sw, r)
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		d := time.Since(start)
-		m.requests.WithLabelValues(route, http.StatusText(sw.status)).Inc()
-		m.duration.WithLabelValues(route).Observe(d.Seconds())
-		if !strings.HasPrefix(route, "GET /healthz") {
-			slog.InfoContext(r.Context(), "http", "route", route, "status", sw.status, "ms", float64(d.Microseconds())/1000)
+		end := time.Now()
+		d := end.Sub(start)
+		rm.requestsFor(sw.status).Inc()
+		rm.duration().Observe(d.Seconds())
+		if logged {
+			logRequest(r.Context(), end, route, sw.status, d)
 		}
 	})
+}
+
+// logRequest writes the request log line: what slog.InfoContext(ctx, "http",
+// "route", route, "status", status, "ms", ...) wrote, without boxing the
+// values or capturing the caller's PC, which the JSON handler (no
+// AddSource) never reads.
+func logRequest(ctx context.Context, at time.Time, route string, status int, d time.Duration) {
+	h := slog.Default().Handler()
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	rec := slog.NewRecord(at, slog.LevelInfo, "http", 0)
+	rec.AddAttrs(slog.String("route", route), slog.Int("status", status), slog.Float64("ms", float64(d.Microseconds())/1000))
+	_ = h.Handle(ctx, rec)
 }

@@ -262,32 +262,42 @@ func (a *API) Handler() http.Handler {
 // with an HTML body; routes here are exact, so each of those is a 404 in
 // the error shape, never a redirect.
 func (a *API) route(w http.ResponseWriter, r *http.Request) {
-	notFound := "no route for " + r.Method + " " + r.URL.Path
 	if r.Method != http.MethodConnect && !isCleanPath(r.URL.EscapedPath()) {
-		apierror.WriteStatus(w, r, http.StatusNotFound, notFound+": a path must not have empty, '.' or '..' segments")
+		apierror.WriteStatus(w, r, http.StatusNotFound, notFound(r)+": a path must not have empty, '.' or '..' segments")
 		return
 	}
-	h, pattern := a.mux.Handler(r)
+	// Every registered handler claims the writer (instrument): a request
+	// for a route is matched once, by ServeHTTP, which also sets its
+	// pattern and path values.
+	sw := &dispatchWriter{ResponseWriter: w}
+	a.mux.ServeHTTP(sw, r)
+	if sw.claimed {
+		return
+	}
+	// No route took it: one of the mux's own handlers answered the probe
+	// (404, 405 with Allow, or a redirect).
+	_, pattern := a.mux.Handler(r)
 	if pattern != "" {
 		// A subtree pattern ("GET /docs/") matches a path one segment
 		// shorter (the path without the trailing slash) only to redirect.
 		if _, pp, _ := strings.Cut(pattern, " "); strings.HasSuffix(pp, "/") &&
 			strings.Count(pp, "/") == strings.Count(r.URL.EscapedPath(), "/")+1 {
-			apierror.WriteStatus(w, r, http.StatusNotFound, notFound+" (did you mean "+r.URL.Path+"/?)")
+			apierror.WriteStatus(w, r, http.StatusNotFound, notFound(r)+" (did you mean "+r.URL.Path+"/?)")
 			return
 		}
 		a.mux.ServeHTTP(w, r)
 		return
 	}
-	probe := &headerProbe{header: http.Header{}}
-	h.ServeHTTP(probe, r)
-	if probe.status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", probe.header.Get("Allow"))
+	if sw.probeStatus == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", sw.probeHeader.Get("Allow"))
 		apierror.WriteStatus(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path)
 		return
 	}
-	apierror.WriteStatus(w, r, http.StatusNotFound, notFound)
+	apierror.WriteStatus(w, r, http.StatusNotFound, notFound(r))
 }
+
+// notFound is the start of the message for a request no route serves.
+func notFound(r *http.Request) string { return "no route for " + r.Method + " " + r.URL.Path }
 
 // isCleanPath reports whether ServeMux would serve p as it is rather than
 // redirect to a cleaned form: rooted, with no empty, "." or ".." segments
@@ -302,16 +312,6 @@ func isCleanPath(p string) bool {
 	}
 	return clean == p
 }
-
-// headerProbe records what ServeMux's built-in handlers would answer.
-type headerProbe struct {
-	header http.Header
-	status int
-}
-
-func (p *headerProbe) Header() http.Header         { return p.header }
-func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
-func (p *headerProbe) WriteHeader(s int)           { p.status = s }
 
 // adapt applies auth and turns a returned error into the error document.
 // Answers about an account (every authenticated route, and registration and
@@ -361,12 +361,20 @@ func (a *API) authenticate(r *http.Request) (auth.Claims, error) {
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if service.StaleProbe(r, a.opts.InstanceID) {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stale instance"})
+		writeJSONBytes(w, http.StatusServiceUnavailable, healthStale)
 		return nil
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSONBytes(w, http.StatusOK, healthOK)
 	return nil
 }
+
+// The bodies of healthz, as writeJSON would encode map[string]string{"status": ...}
+// (TestHealthzBodies checks they still are): a probe answered many times a
+// second need not encode a map each time.
+var (
+	healthOK    = []byte(`{"status":"ok"}` + "\n")
+	healthStale = []byte(`{"status":"stale instance"}` + "\n")
+)
 
 // clientAddr is the address of the client behind r (see clientaddr).
 func (a *API) clientAddr(r *http.Request) netip.Addr { return a.clients.Addr(r) }

@@ -177,6 +177,7 @@ func BenchmarkSearch(b *testing.B) {
 				q    product.Query
 			}{
 				{"text_2_words", product.Query{Text: "wireless headphones"}},
+				{"text_phone_camera", product.Query{Text: "phone camera"}},
 				{"category_price_asc", product.Query{Category: "electronics", Sort: product.SortPriceAsc}},
 				{"newest", product.Query{}},
 				// More shapes, for context.
@@ -211,6 +212,27 @@ func BenchmarkSearch(b *testing.B) {
 						}
 					}
 				})
+			}
+		})
+	}
+}
+
+// BenchmarkGet measures reading one product (the product page) from 10k,
+// with and without counting the view.
+func BenchmarkGet(b *testing.B) {
+	s := seedBench(b, 10_000)
+	items, _, err := s.Search(product.Query{Sort: product.SortNewest, PageSize: 1})
+	if err != nil || len(items) == 0 {
+		b.Fatal(err)
+	}
+	id := items[0].ID
+	for _, count := range []bool{false, true} {
+		b.Run(fmt.Sprintf("products=10000/count=%v", count), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Get(id, count); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -46,13 +47,13 @@ func (s *Store) Search(q product.Query) ([]product.Product, string, error) {
 			next = encodeToken(q, cursor{key: keys[len(keys)-1], idf: sr.idf})
 		}
 		items = make([]product.Product, 0, len(keys))
+		l := newLoader(tx)
 		for _, k := range keys {
-			id := string(k.id)
-			rec, f, err := load(tx, id)
+			rec, f, err := l.load(k.id)
 			if err != nil {
 				return err
 			}
-			f.views += pending(id)
+			f.views += pending(string(k.id))
 			items = append(items, rec.product(f))
 		}
 		return nil
@@ -256,6 +257,12 @@ func (sr *searcher) text() error {
 	if weights == nil {
 		weights = make([]float64, len(terms)) // matched terms only
 	}
+	if sr.order == byRelevance && sr.filter.empty() {
+		// Nothing to check: keep the best hits as they stream by, rather
+		// than collect every hit and order them.
+		sr.keys = sr.best(newTextMerge(sr.tx, terms, weights))
+		return nil
+	}
 	hits := textHits(sr.tx, terms, weights, postings)
 	hits, rest := sr.narrow(hits)
 
@@ -348,6 +355,34 @@ func (sr *searcher) consider(src facetSource, id []byte, f filter) error {
 		sr.keys = append(sr.keys, k)
 	}
 	return nil
+}
+
+// best returns the first limit hits after the cursor, in order: a heap of
+// the best seen so far, worst on top, which most hits do not get into.
+func (sr *searcher) best(m *textMerge) []sortKey {
+	h := orderedHeap{s: make([]sortKey, 0, sr.limit), less: func(a, b sortKey) bool { return sr.before(b, a) }}
+	for k, ok := m.next(); ok; k, ok = m.next() {
+		switch {
+		case !sr.afterCursor(k):
+		case len(h.s) < sr.limit:
+			if h.s = append(h.s, k); len(h.s) == sr.limit {
+				h.init()
+			}
+		case sr.before(k, h.s[0]):
+			h.s[0] = k
+			h.down(0)
+		}
+	}
+	slices.SortFunc(h.s, func(a, b sortKey) int {
+		switch {
+		case sr.before(a, b):
+			return -1
+		case sr.before(b, a):
+			return 1
+		}
+		return 0
+	})
+	return h.s
 }
 
 // finishSet keeps the first limit candidates of the set, in order.

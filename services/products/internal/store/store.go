@@ -92,15 +92,29 @@ func (r productRecord) product(f facets) product.Product {
 
 // load reads product id as stored (views without pending ones).
 func load(tx *bolt.Tx, id string) (productRecord, facets, error) {
+	return newLoader(tx).load([]byte(id))
+}
+
+// loader reads products in one transaction, its buckets opened once: in a
+// read transaction bbolt looks a bucket up anew on every tx.Bucket.
+type loader struct {
+	products, facets *bolt.Bucket
+}
+
+func newLoader(tx *bolt.Tx) loader {
+	return loader{products: tx.Bucket(productsBucket), facets: tx.Bucket(facetsBucket)}
+}
+
+func (l loader) load(id []byte) (productRecord, facets, error) {
 	var rec productRecord
-	raw := tx.Bucket(productsBucket).Get([]byte(id))
+	raw := l.products.Get(id)
 	if raw == nil {
 		return rec, facets{}, product.ErrNotFound
 	}
-	if err := json.Unmarshal(raw, &rec); err != nil { // copies out of the mmap
+	if err := decodeRecord(raw, &rec); err != nil { // copies out of the mmap
 		return rec, facets{}, fmt.Errorf("store: product %s: %w", id, err)
 	}
-	f, err := decodeFacets(tx.Bucket(facetsBucket).Get([]byte(id)))
+	f, err := decodeFacets(l.facets.Get(id))
 	if err != nil {
 		return rec, facets{}, fmt.Errorf("store: product %s: %w", id, err)
 	}

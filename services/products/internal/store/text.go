@@ -45,55 +45,74 @@ func termIDF(tx *bolt.Tx, terms []string) ([]float64, int) {
 }
 
 // textHits returns every product matching at least one of terms, in ID
-// order, scored with idf (one value per term): n is the number of terms
-// matched, score Σ weight × idf summed in term order, as textsearch does.
-// IDs point into the transaction's memory. sizeHint, if known, is an upper
-// bound on the number of hits.
+// order, scored with idf (one value per term): see textMerge. sizeHint, if
+// known, is an upper bound on the number of hits.
 func textHits(tx *bolt.Tx, terms []string, idf []float64, sizeHint int) []sortKey {
-	type head struct {
-		c      *bolt.Cursor
-		prefix []byte
-		doc, w []byte // current posting; doc nil when exhausted
-	}
-	b := tx.Bucket(postingsBucket)
-	heads := make([]head, len(terms))
-	advance := func(h *head, k, v []byte) {
-		if k != nil && bytes.HasPrefix(k, h.prefix) {
-			h.doc, h.w = k[len(h.prefix):], v
-		} else {
-			h.doc = nil
-		}
-	}
-	for i, t := range terms {
-		h := &heads[i]
-		h.c, h.prefix = b.Cursor(), append([]byte(t), 0)
-		k, v := h.c.Seek(h.prefix)
-		advance(h, k, v)
-	}
+	m := newTextMerge(tx, terms, idf)
 	hits := make([]sortKey, 0, sizeHint)
-	for {
-		var low []byte
-		for i := range heads {
-			if d := heads[i].doc; d != nil && (low == nil || bytes.Compare(d, low) < 0) {
-				low = d
-			}
-		}
-		if low == nil {
-			return hits
-		}
-		hit := sortKey{id: low}
-		for i := range heads { // in term order, as textsearch sums
-			h := &heads[i]
-			if h.doc == nil || !bytes.Equal(h.doc, hit.id) {
-				continue
-			}
-			hit.n++
-			if len(h.w) == 4 {
-				hit.score += float64(binary.BigEndian.Uint32(h.w)) * idf[i]
-			}
-			k, v := h.c.Next()
-			advance(h, k, v)
-		}
+	for hit, ok := m.next(); ok; hit, ok = m.next() {
 		hits = append(hits, hit)
 	}
+	return hits
+}
+
+// textMerge merges the postings of the query's terms into the products
+// matching at least one, in ID order, scored with idf (one value per term):
+// n is the number of terms matched, score Σ weight × idf summed in term
+// order, as textsearch does. IDs point into the transaction's memory.
+type textMerge struct {
+	heads []termHead
+	idf   []float64
+}
+
+// termHead is one term's postings cursor and its current posting.
+type termHead struct {
+	c      *bolt.Cursor
+	prefix []byte
+	doc, w []byte // doc nil when exhausted
+}
+
+func (h *termHead) advance(k, v []byte) {
+	if k != nil && bytes.HasPrefix(k, h.prefix) {
+		h.doc, h.w = k[len(h.prefix):], v
+	} else {
+		h.doc = nil
+	}
+}
+
+func newTextMerge(tx *bolt.Tx, terms []string, idf []float64) *textMerge {
+	b := tx.Bucket(postingsBucket)
+	m := &textMerge{heads: make([]termHead, len(terms)), idf: idf}
+	for i, t := range terms {
+		h := &m.heads[i]
+		h.c, h.prefix = b.Cursor(), append([]byte(t), 0)
+		h.advance(h.c.Seek(h.prefix))
+	}
+	return m
+}
+
+// next returns the next hit, or false after the last.
+func (m *textMerge) next() (sortKey, bool) {
+	var low []byte
+	for i := range m.heads {
+		if d := m.heads[i].doc; d != nil && (low == nil || bytes.Compare(d, low) < 0) {
+			low = d
+		}
+	}
+	if low == nil {
+		return sortKey{}, false
+	}
+	hit := sortKey{id: low}
+	for i := range m.heads { // in term order, as textsearch sums
+		h := &m.heads[i]
+		if h.doc == nil || !bytes.Equal(h.doc, hit.id) {
+			continue
+		}
+		hit.n++
+		if len(h.w) == 4 {
+			hit.score += float64(binary.BigEndian.Uint32(h.w)) * m.idf[i]
+		}
+		h.advance(h.c.Next())
+	}
+	return hit, true
 }
