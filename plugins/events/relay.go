@@ -39,7 +39,8 @@ type RelayOption func(*RelayOptions)
 func Poll(d time.Duration) RelayOption { return func(o *RelayOptions) { o.Poll = d } }
 
 // Discover sets how often the relay asks the registry which services exist
-// (default 1 min). What those services subscribe to is followed between
+// (default 10 s: one Consul request; a service that appears is served within
+// that). What those services subscribe to is followed between
 // times by a watched cache of the registry, as the RPC client does.
 func Discover(d time.Duration) RelayOption { return func(o *RelayOptions) { o.Discover = d } }
 
@@ -112,7 +113,7 @@ type subscriber struct {
 // NewRelay returns a relay for the outbox in db.
 func NewRelay(db *bolt.DB, c client.Client, reg registry.Registry, opts ...RelayOption) *Relay {
 	o := RelayOptions{
-		Poll: time.Second, Discover: time.Minute, Retention: 7 * 24 * time.Hour,
+		Poll: time.Second, Discover: 10 * time.Second, Retention: 7 * 24 * time.Hour,
 		// A failing subscriber is retried at least every 5 s: one RPC per
 		// subscriber costs little, and a recovered one is served promptly.
 		Batch: 100, MaxBackoff: 5 * time.Second, MaxAttempts: 10, Prefix: "marketmesh.",
